@@ -1,0 +1,72 @@
+import * as tf from '@tensorflow/tfjs';
+import { UsageError, RetrainError } from './errors.js';
+
+export const BACKENDS = ['auto', 'tensorflow', 'tensorflow-gpu', 'wasm', 'cpu'] as const;
+export type BackendChoice = (typeof BACKENDS)[number];
+
+export interface BackendInfo {
+  /** What was asked for. */
+  requested: BackendChoice;
+  /** The tfjs backend name that runs (`tensorflow`, `wasm` or `cpu`). */
+  name: string;
+  /** The package that provides it. */
+  package: string;
+}
+
+let active: BackendInfo | undefined;
+
+async function tryImport(pkg: string): Promise<boolean> {
+  try {
+    await import(pkg);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function activate(name: string): Promise<boolean> {
+  try {
+    return (await tf.setBackend(name)) && tf.getBackend() === name;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Picks and initialises the tfjs backend. The native packages are optional
+ * dependencies: when their install failed they are simply absent, so every
+ * engine falls back to wasm, then to plain JS.
+ */
+export async function initBackend(requested: BackendChoice = 'auto'): Promise<BackendInfo> {
+  if (!BACKENDS.includes(requested)) {
+    throw new UsageError(`--backend ${requested} is not one of ${BACKENDS.join(', ')}`);
+  }
+  if (active && active.requested === requested) return active;
+  // tfjs prints advice and warnings with console.warn; the tool owns its output.
+  tf.env().set('PROD', true);
+
+  const candidates: Array<{ name: string; pkg: string }> = [];
+  if (requested === 'tensorflow-gpu') candidates.push({ name: 'tensorflow', pkg: '@tensorflow/tfjs-node-gpu' });
+  if (requested === 'tensorflow' || requested === 'auto') {
+    candidates.push({ name: 'tensorflow', pkg: '@tensorflow/tfjs-node' });
+  }
+  if (requested === 'wasm' || requested === 'auto') candidates.push({ name: 'wasm', pkg: '@tensorflow/tfjs-backend-wasm' });
+  if (requested === 'cpu' || requested === 'auto') candidates.push({ name: 'cpu', pkg: '@tensorflow/tfjs-backend-cpu' });
+
+  for (const c of candidates) {
+    if (c.name !== 'cpu' && !(await tryImport(c.pkg))) continue;
+    if (await activate(c.name)) {
+      active = { requested, name: c.name, package: c.pkg };
+      return active;
+    }
+  }
+  const pkg = candidates[0]?.pkg ?? requested;
+  throw new RetrainError(
+    `--backend ${requested}: ${pkg} is not installed or failed to load; ` +
+      `install it, or use --backend auto to fall back to wasm or cpu`,
+  );
+}
+
+export function activeBackend(): BackendInfo | undefined {
+  return active;
+}

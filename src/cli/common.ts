@@ -1,0 +1,99 @@
+/** What both commands share: stderr logging, progress bars, flag parsing, exit codes. */
+import cliProgress from 'cli-progress';
+import { CommanderError, InvalidArgumentError, type Command } from 'commander';
+import { RetrainError, errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+
+/** retrain.py's `INFO:tensorflow:` style, under our own name; a progress bar only on a TTY. */
+export function stderrLogger(name: string, stream: NodeJS.WriteStream = process.stderr): Logger & { stop(): void } {
+  const tty = stream.isTTY === true && !process.env['CI'];
+  let multi: cliProgress.MultiBar | undefined;
+  let bar: cliProgress.SingleBar | undefined;
+  let barStage = '';
+  let startedAt = 0;
+  const write = (line: string) => {
+    if (multi) multi.log(line + '\n');
+    else stream.write(line + '\n');
+  };
+  const stop = () => {
+    multi?.stop();
+    multi = undefined;
+    bar = undefined;
+  };
+  return {
+    info: (m) => write(`INFO:${name}:${m}`),
+    warn: (m) => write(`WARNING:${name}:${m}`),
+    progress: tty
+      ? (stage, done, total) => {
+          if (stage !== barStage) {
+            stop();
+            barStage = stage;
+            multi = new cliProgress.MultiBar(
+              { stream, format: `${stage} [{bar}] {value}/{total} {percentage}% | {rate}/s | ETA {eta_formatted}`, hideCursor: true, clearOnComplete: true },
+              cliProgress.Presets.shades_classic,
+            );
+            bar = multi.create(total, 0, { rate: '0' });
+            startedAt = Date.now();
+          }
+          const rate = done / Math.max(0.001, (Date.now() - startedAt) / 1000);
+          bar!.update(done, { rate: rate.toFixed(1) });
+          if (done >= total) {
+            stop();
+            barStage = '';
+          }
+        }
+      : undefined,
+    stop,
+  };
+}
+
+export function intArg(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isInteger(n)) throw new InvalidArgumentError(`${flag} needs a whole number, got "${v}"`);
+    return n;
+  };
+}
+
+export function floatArg(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${flag} needs a number, got "${v}"`);
+    return n;
+  };
+}
+
+/** Commander reports its own errors; we make them exit 2 like argparse, with a pointer to --help. */
+export function configureCommand(cmd: Command, name: string): Command {
+  return cmd
+    .name(name)
+    .exitOverride()
+    .allowExcessArguments(false)
+    .configureOutput({
+      outputError: (str, write) => write(`${name}: ${str.trim().replace(/^error: /, 'error: ')} (see ${name} --help)\n`),
+    });
+}
+
+/**
+ * Runs a command body: a RetrainError becomes one line and its exit status; anything
+ * else is a bug, reported in one line too unless --verbose asks for the stack.
+ */
+export async function runMain(name: string, verbose: () => boolean, body: () => Promise<number>): Promise<void> {
+  try {
+    process.exitCode = await body();
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    if (err instanceof RetrainError) {
+      process.stderr.write(`${name}: error: ${err.message}\n`);
+      if (verbose() && err.cause instanceof Error) process.stderr.write(`${err.cause.stack}\n`);
+      process.exitCode = err.exitCode;
+      return;
+    }
+    process.stderr.write(`${name}: error: ${errorMessage(err).split('\n')[0]}${verbose() ? '' : ' (run with --verbose for details)'}\n`);
+    if (verbose() && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,94 @@
+/** `retrain`: parses retrain.py's flags and calls the library. */
+import { Command, Option } from 'commander';
+import { BACKENDS, type BackendChoice } from '../backend.js';
+import { DEFAULT_MODULE, parseRange } from '../module/index.js';
+import { defaultModuleCacheDir } from '../module/download.js';
+import { defaultRetrainOptions, runRetrain, type RetrainOptions } from '../retrain.js';
+import { expandHome } from '../util/fsutil.js';
+import { configureCommand, floatArg, intArg, runMain, stderrLogger } from './common.js';
+
+const d = defaultRetrainOptions();
+
+export function retrainCommand(): Command {
+  return configureCommand(new Command(), 'retrain')
+    .description("Retrain an image feature-vector module's top layer on a folder of images (TensorFlow's retrain.py).")
+    .option('--image_dir <dir>', 'folder with one subfolder of images per class')
+    .option('--output_graph <dir>', 'where to save the trained TF.js model (a folder)', d.outputGraph)
+    .option('--intermediate_output_graphs_dir <dir>', 'where to save the intermediate models', d.intermediateOutputGraphsDir)
+    .option('--intermediate_store_frequency <n>', 'save an intermediate model every n steps (0: never)', intArg('--intermediate_store_frequency'), 0)
+    .option('--output_labels <file>', "where to save the trained model's labels", d.outputLabels)
+    .option('--how_many_training_steps <n>', 'training steps', intArg('--how_many_training_steps'), d.howManyTrainingSteps)
+    .option('--learning_rate <x>', 'learning rate', floatArg('--learning_rate'), d.learningRate)
+    .option('--testing_percentage <p>', 'percentage of images used as a test set', floatArg('--testing_percentage'), d.testingPercentage)
+    .option('--validation_percentage <p>', 'percentage of images used as a validation set', floatArg('--validation_percentage'), d.validationPercentage)
+    .option('--eval_step_interval <n>', 'evaluate every n steps', intArg('--eval_step_interval'), d.evalStepInterval)
+    .option('--train_batch_size <n>', 'images per training step', intArg('--train_batch_size'), d.trainBatchSize)
+    .option('--test_batch_size <n>', 'test images for the final test (-1: all)', intArg('--test_batch_size'), d.testBatchSize)
+    .option('--validation_batch_size <n>', 'validation images per evaluation (-1: all)', intArg('--validation_batch_size'), d.validationBatchSize)
+    .option('--print_misclassified_test_images', 'list the misclassified test images', false)
+    .option('--bottleneck_dir <dir>', 'where to cache bottleneck files', d.bottleneckDir)
+    .option('--final_tensor_name <name>', 'name of the output classification layer', d.finalTensorName)
+    .option('--tfhub_module <url-or-path>', 'TF Hub/Kaggle URL of a TF.js image feature-vector model, or a local model folder or model.json', DEFAULT_MODULE)
+    .option('--module_cache_dir <dir>', 'where downloaded modules are cached ($TFHUB_CACHE_DIR)', defaultModuleCacheDir())
+    .option('--bottleneck_layer <name>', 'layer (layers model) or node (graph model) that gives the feature vector')
+    .option('--input_range <min,max>', "the module's input value range, when its metadata does not say (e.g. 0,1 or -1,1)")
+    .option('--input_height <n>', 'input height, for modules with a dynamic input size', intArg('--input_height'))
+    .option('--input_width <n>', 'input width, for modules with a dynamic input size', intArg('--input_width'))
+    .option('--saved_model_dir <dir>', 'not supported: TF.js cannot write a SavedModel')
+    .option('--summary_json <file>', 'write a JSON summary of the run for scripts')
+    .option('--bottlenecks_only', 'stop after computing and caching the bottlenecks', false)
+    .option('--bottleneck_batch_size <n>', 'images per inference call when computing bottlenecks', intArg('--bottleneck_batch_size'), d.bottleneckBatchSize)
+    .addOption(new Option('--backend <name>', 'compute backend').choices([...BACKENDS]).default('auto'))
+    .option('--seed <n>', 'random seed: the same seed gives the same results', intArg('--seed'), d.seed)
+    .option('--strict', 'stop at the first unusable image instead of skipping it', false)
+    .option('--verbose', 'show stack traces on errors', false);
+}
+
+type Flags = Record<string, unknown>;
+
+export function optionsFromFlags(f: Flags): RetrainOptions {
+  const str = (k: string) => (f[k] === undefined ? undefined : expandHome(String(f[k])));
+  return {
+    ...d,
+    imageDir: str('image_dir') ?? '',
+    tfhubModule: str('tfhub_module')!,
+    moduleCacheDir: str('module_cache_dir')!,
+    bottleneckDir: str('bottleneck_dir')!,
+    outputGraph: str('output_graph')!,
+    outputLabels: str('output_labels')!,
+    intermediateOutputGraphsDir: str('intermediate_output_graphs_dir')!,
+    intermediateStoreFrequency: f['intermediate_store_frequency'] as number,
+    savedModelDir: str('saved_model_dir'),
+    summaryJson: str('summary_json'),
+    finalTensorName: f['final_tensor_name'] as string,
+    howManyTrainingSteps: f['how_many_training_steps'] as number,
+    learningRate: f['learning_rate'] as number,
+    testingPercentage: f['testing_percentage'] as number,
+    validationPercentage: f['validation_percentage'] as number,
+    evalStepInterval: f['eval_step_interval'] as number,
+    trainBatchSize: f['train_batch_size'] as number,
+    testBatchSize: f['test_batch_size'] as number,
+    validationBatchSize: f['validation_batch_size'] as number,
+    printMisclassifiedTestImages: f['print_misclassified_test_images'] === true,
+    bottleneckLayer: f['bottleneck_layer'] as string | undefined,
+    inputRange: f['input_range'] === undefined ? undefined : parseRange(String(f['input_range'])),
+    inputHeight: f['input_height'] as number | undefined,
+    inputWidth: f['input_width'] as number | undefined,
+    backend: f['backend'] as BackendChoice,
+    seed: f['seed'] as number,
+    bottlenecksOnly: f['bottlenecks_only'] === true,
+    bottleneckBatchSize: f['bottleneck_batch_size'] as number,
+    strict: f['strict'] === true,
+  };
+}
+
+export async function main(argv: string[] = process.argv): Promise<void> {
+  const cmd = retrainCommand();
+  const log = stderrLogger('retrain');
+  await runMain('retrain', () => argv.includes('--verbose'), async () => {
+    cmd.parse(argv);
+    await runRetrain(optionsFromFlags(cmd.opts()), log);
+    return 0;
+  });
+  log.stop();
+}

@@ -1,0 +1,155 @@
+import fs from 'node:fs/promises';
+import sharp from 'sharp';
+import { ImageError, errorMessage } from '../errors.js';
+
+/** Decoded pixels: interleaved 8-bit RGB, row-major. */
+export interface RgbImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
+
+/** How pixels become module input: `(pixel - mean) / std` after resizing to height x width. */
+export interface InputSpec {
+  height: number;
+  width: number;
+  mean: number;
+  std: number;
+}
+
+/** Decompression-bomb bound: larger images are refused before decoding (about 300 MB of RGB). */
+export const MAX_INPUT_PIXELS = 100_000_000;
+
+/** mean/std that map [0, 255] onto [min, max]. */
+export function rangeToMeanStd(range: readonly [number, number]): { mean: number; std: number } {
+  const [min, max] = range;
+  const std = 255 / (max - min);
+  return { mean: -min * std, std };
+}
+
+export function meanStdToRange(mean: number, std: number): [number, number] {
+  return [(0 - mean) / std, (255 - mean) / std];
+}
+
+/**
+ * Decodes any image sharp reads into upright 8-bit sRGB: EXIF orientation applied,
+ * CMYK/grey/palette converted, alpha dropped, 16-bit reduced to 8-bit.
+ */
+export async function decodeImage(file: string): Promise<RgbImage> {
+  let input: Buffer;
+  try {
+    input = await fs.readFile(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const reason =
+      code === 'ENOENT' ? 'file not found (a broken symlink?)' : code === 'EACCES' ? 'permission denied' : errorMessage(err);
+    throw new ImageError(file, `cannot read: ${reason}`, { cause: err });
+  }
+  if (input.length === 0) throw new ImageError(file, 'empty file (0 bytes)');
+  try {
+    const { data, info } = await sharp(input, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error', autoOrient: true })
+      .toColourspace('srgb')
+      .removeAlpha()
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
+  } catch (err) {
+    const msg = errorMessage(err);
+    const reason = /pixel limit/i.test(msg)
+      ? `image is larger than ${MAX_INPUT_PIXELS} pixels (possible decompression bomb)`
+      : /unsupported image format/i.test(msg)
+        ? 'not an image sharp can decode'
+        : `cannot decode: ${msg.split('\n')[0]}`;
+    throw new ImageError(file, reason, { cause: err });
+  }
+}
+
+/**
+ * A window of a bilinearly resized image, as TensorFlow 1's resize_bilinear
+ * (align_corners=False, half_pixel_centers=False), which retrain.py uses.
+ *
+ * The source is (virtually) resized to scaledHeight x scaledWidth; the output is the
+ * outHeight x outWidth window at (offsetY, offsetX), mirrored when flip is set, with
+ * `(value - mean) / std` applied. Working on 8-bit input keeps memory at the size of
+ * the decoded image, and the same code serves plain resizing and random crops.
+ */
+export interface Window {
+  scaledHeight: number;
+  scaledWidth: number;
+  offsetY: number;
+  offsetX: number;
+  flip: boolean;
+  /** Multiplies the resized pixel before normalising (random brightness); 1 = off. */
+  brightness: number;
+}
+
+export function resizeWindow(
+  img: RgbImage,
+  outHeight: number,
+  outWidth: number,
+  mean: number,
+  std: number,
+  win: Window,
+  out: Float32Array = new Float32Array(outHeight * outWidth * 3),
+): Float32Array {
+  const { data, width: sw, height: sh } = img;
+  const scaleY = sh / win.scaledHeight;
+  const scaleX = sw / win.scaledWidth;
+  // Precompute the horizontal taps once per call.
+  const x0 = new Int32Array(outWidth);
+  const x1 = new Int32Array(outWidth);
+  const xl = new Float64Array(outWidth);
+  for (let x = 0; x < outWidth; x++) {
+    const srcX = (x + win.offsetX) * scaleX;
+    const left = Math.min(Math.floor(srcX), sw - 1);
+    x0[x] = left * 3;
+    x1[x] = Math.min(left + 1, sw - 1) * 3;
+    xl[x] = srcX - Math.floor(srcX);
+  }
+  const k = win.brightness / std;
+  const b = -mean / std;
+  for (let y = 0; y < outHeight; y++) {
+    const srcY = (y + win.offsetY) * scaleY;
+    const top = Math.min(Math.floor(srcY), sh - 1);
+    const bottom = Math.min(top + 1, sh - 1);
+    const yl = srcY - Math.floor(srcY);
+    const rowT = top * sw * 3;
+    const rowB = bottom * sw * 3;
+    for (let x = 0; x < outWidth; x++) {
+      const ox = win.flip ? outWidth - 1 - x : x;
+      const o = (y * outWidth + ox) * 3;
+      const a = x0[x]!;
+      const c = x1[x]!;
+      const l = xl[x]!;
+      for (let ch = 0; ch < 3; ch++) {
+        const tl = data[rowT + a + ch]!;
+        const tr = data[rowT + c + ch]!;
+        const bl = data[rowB + a + ch]!;
+        const br = data[rowB + c + ch]!;
+        const t = tl + (tr - tl) * l;
+        const bt = bl + (br - bl) * l;
+        out[o + ch] = (t + (bt - t) * yl) * k + b;
+      }
+    }
+  }
+  return out;
+}
+
+export const PLAIN_WINDOW = (height: number, width: number): Window => ({
+  scaledHeight: height,
+  scaledWidth: width,
+  offsetY: 0,
+  offsetX: 0,
+  flip: false,
+  brightness: 1,
+});
+
+/** Squash-resizes to the module's size and normalises: the one preprocessing retrain and label-image share. */
+export function toModuleInput(img: RgbImage, spec: InputSpec, out?: Float32Array): Float32Array {
+  return resizeWindow(img, spec.height, spec.width, spec.mean, spec.std, PLAIN_WINDOW(spec.height, spec.width), out);
+}
+
+export async function loadModuleInput(file: string, spec: InputSpec): Promise<Float32Array> {
+  return toModuleInput(await decodeImage(file), spec);
+}

@@ -1,0 +1,300 @@
+/**
+ * The `module` stage: resolve --tfhub_module to local files, load it, and expose it
+ * as a FeatureExtractor (image batch in, bottleneck batch out). Everything else in
+ * the pipeline sees only this interface, so another engine replaces this file alone.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { RetrainError, UsageError, errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import { rangeToMeanStd, type InputSpec } from '../image/index.js';
+import { activeBackend } from '../backend.js';
+import { modelFormat, modelJsonPathOf, readModelFiles, type LoadedModelFiles } from './io.js';
+import { downloadModule, isModuleUrl } from './download.js';
+
+export const DEFAULT_MODULE =
+  'https://tfhub.dev/google/tfjs-model/imagenet/mobilenet_v2_100_224/feature_vector/3/default/1';
+
+export type ModuleFormat = 'graph-model' | 'layers-model' | 'saved-model';
+
+/** What identifies a module and how to feed it; recorded in bottleneck headers and exports. */
+export interface ModuleInfo {
+  /** --tfhub_module as given. */
+  spec: string;
+  /** Short readable name used in cache file names. */
+  name: string;
+  /** sha256 (hex) of the model files and the options that change its output. */
+  id: string;
+  format: ModuleFormat;
+  /** The model.json (or SavedModel folder) that was loaded. */
+  path: string;
+  inputHeight: number;
+  inputWidth: number;
+  /** Values the module expects: pixel 0 maps to range[0], 255 to range[1]. */
+  inputRange: [number, number];
+  /** Layer (layers model) or node (graph model) that gives the bottleneck. */
+  bottleneckTensor: string;
+  bottleneckSize: number;
+}
+
+export interface FeatureExtractor {
+  info: ModuleInfo;
+  inputSpec: InputSpec;
+  /** [N, H, W, 3] in the module's range → [N, bottleneckSize]. */
+  extract(batch: tf.Tensor4D): tf.Tensor2D;
+  dispose(): void;
+  /** The loaded files, for export. */
+  files?: LoadedModelFiles;
+  /** Layers modules: the model cut at the bottleneck layer. */
+  layersModel?: tf.LayersModel;
+  /** Graph modules: the bottleneck's rank (2, or 4 for [N,1,1,D]). */
+  bottleneckRank?: number;
+}
+
+export interface ModuleOptions {
+  spec: string;
+  cacheDir: string;
+  bottleneckLayer?: string;
+  /** --input_range: overrides the model's metadata and the format default. */
+  inputRange?: [number, number];
+  inputHeight?: number;
+  inputWidth?: number;
+  timeoutMs?: number;
+  log: Logger;
+}
+
+export function parseRange(text: string, flag = '--input_range'): [number, number] {
+  const parts = text.split(',').map((s) => Number(s.trim()));
+  if (parts.length !== 2 || !parts.every(Number.isFinite) || parts[0]! >= parts[1]!) {
+    throw new UsageError(`${flag} "${text}" is not a range: give two numbers MIN,MAX with MIN < MAX, e.g. 0,1 or -1,1`);
+  }
+  return [parts[0]!, parts[1]!];
+}
+
+/** retrain.py names bottleneck files after the module spec with separators replaced. */
+function moduleName(spec: string, resolvedPath: string): string {
+  if (isModuleUrl(spec)) return spec.replace('://', '~').replace(/[/:\\]/g, '~').replace(/~+$/, '');
+  const p = resolvedPath.endsWith('model.json') ? path.dirname(resolvedPath) : resolvedPath;
+  return path.basename(path.resolve(p)).replace(/[^A-Za-z0-9._-]+/g, '_');
+}
+
+async function resolveSpec(opts: ModuleOptions): Promise<string> {
+  if (isModuleUrl(opts.spec)) return downloadModule(opts.spec, { cacheDir: opts.cacheDir, timeoutMs: opts.timeoutMs, log: opts.log });
+  const p = path.resolve(opts.spec);
+  const st = fs.statSync(p, { throwIfNoEntry: false });
+  if (!st) {
+    throw new UsageError(
+      `--tfhub_module ${opts.spec} does not exist: give a TF Hub or Kaggle URL, or a local TF.js model folder or model.json`,
+    );
+  }
+  if (st.isDirectory()) {
+    if (fs.existsSync(path.join(p, 'model.json'))) return path.join(p, 'model.json');
+    if (fs.existsSync(path.join(p, 'saved_model.pb'))) return p;
+    throw new UsageError(`--tfhub_module ${opts.spec} has no model.json or saved_model.pb: is it a model folder?`);
+  }
+  return p;
+}
+
+function layersInputSize(model: tf.LayersModel): [number | null, number | null] {
+  const shape = model.inputs[0]!.shape;
+  return [shape[1] ?? null, shape[2] ?? null];
+}
+
+function graphInputSize(model: tf.GraphModel): [number | null, number | null] {
+  const shape = model.inputs[0]?.shape ?? [];
+  const dim = (d: number | undefined) => (d === undefined || d < 0 ? null : d);
+  return [dim(shape[1]), dim(shape[2])];
+}
+
+function pickSize(fromModel: [number | null, number | null], opts: ModuleOptions, where: string): [number, number] {
+  const h = opts.inputHeight ?? fromModel[0];
+  const w = opts.inputWidth ?? fromModel[1];
+  if (!h || !w) {
+    throw new UsageError(`module ${where} has a dynamic input size: give --input_height and --input_width (e.g. 224)`);
+  }
+  if (fromModel[0] && fromModel[1] && (h !== fromModel[0] || w !== fromModel[1])) {
+    throw new UsageError(
+      `--input_height/--input_width ${h}x${w} differ from the module's fixed input ${fromModel[0]}x${fromModel[1]}: drop the flags`,
+    );
+  }
+  return [h, w];
+}
+
+/** The metadata our own exports carry, so a retrained model can be a module again. */
+function metadataRange(files: LoadedModelFiles): [number, number] | undefined {
+  const meta = files.json.userDefinedMetadata as { retrain?: { inputRange?: unknown } } | undefined;
+  const r = meta?.retrain?.inputRange;
+  return Array.isArray(r) && r.length === 2 && r.every((v) => typeof v === 'number') ? [r[0], r[1]] : undefined;
+}
+
+function defaultBottleneckLayer(model: tf.LayersModel): string {
+  const pools = model.layers.filter((l) => /^Global(Average|Max)Pooling2D$/.test(l.getClassName()));
+  const last = pools[pools.length - 1];
+  if (last) return last.name;
+  const out = model.outputs[0]!;
+  if (out.shape.length === 2) return model.layers[model.layers.length - 1]!.name;
+  throw new UsageError(
+    `the module has no global pooling layer and its output is ${out.shape.length}-D: name the feature layer with --bottleneck_layer`,
+  );
+}
+
+function hashModule(files: LoadedModelFiles, extra: unknown): string {
+  const h = createHash('sha256');
+  h.update(files.jsonText);
+  h.update(new Uint8Array(files.artifacts.weightData as ArrayBuffer));
+  h.update(JSON.stringify(extra));
+  return h.digest('hex');
+}
+
+/** Runs one zero image through, to learn the bottleneck's shape before any real work. */
+function probe(run: (x: tf.Tensor4D) => tf.Tensor, h: number, w: number): number[] {
+  return tf.tidy(() => run(tf.zeros([1, h, w, 3]) as tf.Tensor4D).shape);
+}
+
+function toVectorBatch(t: tf.Tensor, where: string): tf.Tensor2D {
+  if (t.rank === 2) return t as tf.Tensor2D;
+  if (t.rank === 4 && t.shape[1] === 1 && t.shape[2] === 1) return t.reshape([t.shape[0]!, t.shape[3]!]);
+  throw new RetrainError(`${where} gives shape [${t.shape.join(',')}], not a feature vector: pick another with --bottleneck_layer`);
+}
+
+export async function loadFeatureExtractor(opts: ModuleOptions): Promise<FeatureExtractor> {
+  const resolved = await resolveSpec(opts);
+  if (fs.statSync(resolved).isDirectory()) return loadSavedModel(resolved, opts);
+
+  const files = readModelFiles(modelJsonPathOf(resolved));
+  const format = modelFormat(files.json);
+  const where = opts.spec;
+  const loadErr = (err: unknown): never => {
+    const msg = errorMessage(err);
+    const op = /(?:op|Op)[^']*'([^']+)'|Unknown layer: (\S+)|class name: (\S+)/.exec(msg);
+    const what = op ? ` (unsupported op or layer: ${op[1] ?? op[2] ?? op[3]})` : '';
+    throw new RetrainError(`cannot load module ${where} as a TF.js ${format}${what}: ${msg.split('\n')[0]}`, 1, { cause: err });
+  };
+
+  if (format === 'layers-model') {
+    let model: tf.LayersModel;
+    try {
+      model = await tf.loadLayersModel(tf.io.fromMemory(files.artifacts));
+    } catch (err) {
+      return loadErr(err);
+    }
+    const layerName = opts.bottleneckLayer ?? defaultBottleneckLayer(model);
+    let layer: tf.layers.Layer;
+    try {
+      layer = model.getLayer(layerName);
+    } catch {
+      throw new UsageError(`--bottleneck_layer ${layerName} is not a layer of module ${where}`);
+    }
+    const cut = layer === model.layers[model.layers.length - 1] ? model : tf.model({ inputs: model.inputs, outputs: layer.output as tf.SymbolicTensor });
+    const [h, w] = pickSize(layersInputSize(cut), opts, where);
+    const range = opts.inputRange ?? metadataRange(files) ?? [-1, 1];
+    const run = (x: tf.Tensor4D) => toVectorBatch(cut.predict(x) as tf.Tensor, `layer ${layerName}`);
+    const shape = probe(run, h, w);
+    const info = makeInfo(opts, resolved, files, format, h, w, range, layerName, shape[1]!);
+    return {
+      info,
+      inputSpec: { height: h, width: w, ...rangeToMeanStd(range) },
+      extract: (x) => tf.tidy(() => run(x)),
+      dispose: () => model.dispose(),
+      files,
+      layersModel: cut,
+    };
+  }
+
+  let model: tf.GraphModel;
+  try {
+    model = await tf.loadGraphModel(tf.io.fromMemory(files.artifacts));
+  } catch (err) {
+    return loadErr(err);
+  }
+  const node = opts.bottleneckLayer ?? model.outputs[0]?.name ?? model.outputNodes[0]!;
+  if (!(files.json.modelTopology as { node: Array<{ name: string }> }).node.some((n) => n.name === node)) {
+    throw new UsageError(`--bottleneck_layer ${node} is not a node of module ${where}`);
+  }
+  const [h, w] = pickSize(graphInputSize(model), opts, where);
+  const range = opts.inputRange ?? metadataRange(files) ?? [0, 1];
+  let rank = 2;
+  const run = (x: tf.Tensor4D) => {
+    const t = model.execute(x, node) as tf.Tensor;
+    rank = t.rank;
+    return toVectorBatch(t, `node ${node}`);
+  };
+  let shape: number[];
+  try {
+    shape = probe(run, h, w);
+  } catch (err) {
+    return loadErr(err);
+  }
+  const info = makeInfo(opts, resolved, files, format, h, w, range, node, shape[1]!);
+  return {
+    info,
+    inputSpec: { height: h, width: w, ...rangeToMeanStd(range) },
+    extract: (x) => tf.tidy(() => run(x)),
+    dispose: () => model.dispose(),
+    files,
+    bottleneckRank: rank,
+  };
+}
+
+function makeInfo(
+  opts: ModuleOptions,
+  resolved: string,
+  files: LoadedModelFiles,
+  format: ModuleFormat,
+  h: number,
+  w: number,
+  range: [number, number],
+  bottleneckTensor: string,
+  size: number,
+): ModuleInfo {
+  const id = hashModule(files, { bottleneckTensor, range, h, w });
+  return {
+    spec: opts.spec,
+    name: `${moduleName(opts.spec, resolved)}-${id.slice(0, 8)}`,
+    id,
+    format,
+    path: resolved,
+    inputHeight: h,
+    inputWidth: w,
+    inputRange: range,
+    bottleneckTensor,
+    bottleneckSize: size,
+  };
+}
+
+/** TF2 SavedModels need native TensorFlow; tfjs alone cannot execute them. */
+async function loadSavedModel(dir: string, opts: ModuleOptions): Promise<FeatureExtractor> {
+  const backend = activeBackend();
+  if (backend?.name !== 'tensorflow') {
+    throw new RetrainError(
+      `--tfhub_module ${opts.spec} is a TensorFlow SavedModel, which needs native TensorFlow (@tensorflow/tfjs-node, --backend tensorflow); ` +
+        `otherwise use the module's TF.js version (a tfjs-model URL) or convert it with tensorflowjs_converter`,
+    );
+  }
+  const tfn = (await import(backend.package)) as { node: { loadSavedModel(d: string): Promise<tf.InferenceModel> } };
+  const model = await tfn.node.loadSavedModel(dir);
+  const [h, w] = pickSize([null, null], opts, opts.spec);
+  const range = opts.inputRange ?? [0, 1];
+  const run = (x: tf.Tensor4D) => toVectorBatch(model.predict(x, {}) as tf.Tensor, 'the SavedModel output');
+  const shape = probe(run, h, w);
+  const id = createHash('sha256').update(fs.readFileSync(path.join(dir, 'saved_model.pb'))).update(JSON.stringify({ range, h, w })).digest('hex');
+  return {
+    info: {
+      spec: opts.spec,
+      name: `${moduleName(opts.spec, dir)}-${id.slice(0, 8)}`,
+      id,
+      format: 'saved-model',
+      path: dir,
+      inputHeight: h,
+      inputWidth: w,
+      inputRange: range,
+      bottleneckTensor: 'serving_default',
+      bottleneckSize: shape[1]!,
+    },
+    inputSpec: { height: h, width: w, ...rangeToMeanStd(range) },
+    extract: (x) => tf.tidy(() => run(x)),
+    dispose: () => {},
+  };
+}

@@ -1,0 +1,255 @@
+/**
+ * One retrain run, stage by stage: dataset → module → bottleneck → train → export
+ * and summary. The CLI parses flags into RetrainOptions and calls runRetrain; this
+ * file never prints and never exits.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { initBackend, type BackendChoice } from './backend.js';
+import { cacheBottlenecks, type Bottlenecks } from './bottleneck/index.js';
+import { CATEGORIES, createImageLists, validateSplit, type Category, type ImageLists } from './dataset/index.js';
+import { RetrainError, UsageError } from './errors.js';
+import { exportModel, writeLabels } from './export/index.js';
+import type { Logger } from './log.js';
+import { loadFeatureExtractor } from './module/index.js';
+import { moduleSummary, predictionSummary, splitSummary, writeSummary, type RunSummary } from './summary/index.js';
+import { predictSet, trainHead, validateTrainOptions, type LabeledSet } from './train/index.js';
+
+export interface RetrainOptions {
+  imageDir: string;
+  tfhubModule: string;
+  moduleCacheDir: string;
+  bottleneckDir: string;
+  outputGraph: string;
+  outputLabels: string;
+  intermediateOutputGraphsDir: string;
+  intermediateStoreFrequency: number;
+  savedModelDir?: string;
+  summaryJson?: string;
+  finalTensorName: string;
+  howManyTrainingSteps: number;
+  learningRate: number;
+  testingPercentage: number;
+  validationPercentage: number;
+  evalStepInterval: number;
+  trainBatchSize: number;
+  testBatchSize: number;
+  validationBatchSize: number;
+  printMisclassifiedTestImages: boolean;
+  bottleneckLayer?: string;
+  inputRange?: [number, number];
+  inputHeight?: number;
+  inputWidth?: number;
+  backend: BackendChoice;
+  seed: number;
+  bottlenecksOnly: boolean;
+  /** Images per inference call when computing bottlenecks. */
+  bottleneckBatchSize: number;
+  strict: boolean;
+}
+
+export function defaultRetrainOptions(): Omit<RetrainOptions, 'imageDir' | 'tfhubModule' | 'moduleCacheDir'> {
+  const tmp = os.tmpdir();
+  return {
+    bottleneckDir: path.join(tmp, 'bottleneck'),
+    outputGraph: path.join(tmp, 'output_graph'),
+    outputLabels: path.join(tmp, 'output_labels.txt'),
+    intermediateOutputGraphsDir: path.join(tmp, 'intermediate_graph'),
+    intermediateStoreFrequency: 0,
+    finalTensorName: 'final_result',
+    howManyTrainingSteps: 4000,
+    learningRate: 0.01,
+    testingPercentage: 10,
+    validationPercentage: 10,
+    evalStepInterval: 10,
+    trainBatchSize: 100,
+    testBatchSize: -1,
+    validationBatchSize: 100,
+    printMisclassifiedTestImages: false,
+    backend: 'auto',
+    seed: 0,
+    bottlenecksOnly: false,
+    bottleneckBatchSize: 16,
+    strict: false,
+  };
+}
+
+function validate(o: RetrainOptions): void {
+  if (!o.imageDir) throw new UsageError('--image_dir is required: point it at a folder with one subfolder of images per class');
+  validateSplit(o);
+  validateTrainOptions({
+    steps: o.howManyTrainingSteps,
+    learningRate: o.learningRate,
+    trainBatchSize: o.trainBatchSize,
+    validationBatchSize: o.validationBatchSize,
+    evalStepInterval: o.evalStepInterval,
+    seed: o.seed,
+  });
+  if (!Number.isInteger(o.testBatchSize) || (o.testBatchSize <= 0 && o.testBatchSize !== -1)) {
+    throw new UsageError(`--test_batch_size ${o.testBatchSize} must be above 0, or -1 for the whole set`);
+  }
+  if (!Number.isInteger(o.intermediateStoreFrequency) || o.intermediateStoreFrequency < 0) {
+    throw new UsageError(`--intermediate_store_frequency ${o.intermediateStoreFrequency} must be 0 (off) or a whole number above 0`);
+  }
+  if (!Number.isInteger(o.bottleneckBatchSize) || o.bottleneckBatchSize <= 0) {
+    throw new UsageError(`--bottleneck_batch_size ${o.bottleneckBatchSize} must be a whole number above 0`);
+  }
+  if (!Number.isInteger(o.seed)) throw new UsageError(`--seed ${o.seed} must be a whole number`);
+  if (o.savedModelDir) {
+    throw new UsageError(
+      `--saved_model_dir: TF.js cannot write a TensorFlow SavedModel; drop the flag and use the TF.js model written to --output_graph (${o.outputGraph})`,
+    );
+  }
+  if (!o.finalTensorName || /[\s/:^]/.test(o.finalTensorName)) {
+    throw new UsageError(`--final_tensor_name "${o.finalTensorName}" must be a plain name without spaces, '/' or ':'`);
+  }
+}
+
+function labeledSet(lists: ImageLists, bottlenecks: Bottlenecks, category: Category): LabeledSet {
+  const files: string[] = [];
+  const labels: number[] = [];
+  lists.classes.forEach((cls, classIndex) => {
+    for (const name of cls[category]) {
+      const file = path.resolve(lists.imageDir, cls.dir, name);
+      if (bottlenecks.values.has(file)) {
+        files.push(file);
+        labels.push(classIndex);
+      }
+    }
+  });
+  const size = bottlenecks.size;
+  const x = new Float32Array(files.length * size);
+  files.forEach((f, i) => x.set(bottlenecks.values.get(f)!, i * size));
+  return { x, y: Int32Array.from(labels), files };
+}
+
+export interface RetrainResult {
+  summary: RunSummary;
+  /** Test images the head got wrong (logged with --print_misclassified_test_images). */
+  misclassified: Array<{ file: string; trueLabel: string; predictedLabel: string }>;
+}
+
+export async function runRetrain(o: RetrainOptions, log: Logger): Promise<RetrainResult> {
+  validate(o);
+  const timings: Record<string, number> = {};
+  const timed = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      return await fn();
+    } finally {
+      timings[stage] = Math.round(performance.now() - t0) / 1000;
+    }
+  };
+
+  const backend = await timed('backend', () => initBackend(o.backend));
+  log.info(`Using backend ${backend.name} (${backend.package})`);
+  const lists = await timed('dataset', () => createImageLists(o.imageDir, o, log));
+  const labels = lists.classes.map((c) => c.label);
+  for (const c of lists.classes) {
+    log.info(`Class "${c.label}": ${c.training.length} training, ${c.validation.length} validation, ${c.testing.length} testing images`);
+  }
+  const extractor = await timed('module', () =>
+    loadFeatureExtractor({
+      spec: o.tfhubModule,
+      cacheDir: o.moduleCacheDir,
+      bottleneckLayer: o.bottleneckLayer,
+      inputRange: o.inputRange,
+      inputHeight: o.inputHeight,
+      inputWidth: o.inputWidth,
+      log,
+    }),
+  );
+  const { info } = extractor;
+  log.info(
+    `Module ${info.spec}: ${info.format}, input ${info.inputHeight}x${info.inputWidth} in [${info.inputRange.join(', ')}], ` +
+      `bottleneck ${info.bottleneckTensor} (${info.bottleneckSize} values)`,
+  );
+
+  const summary: RunSummary = {
+    module: moduleSummary(info),
+    backend: backend.name,
+    ...splitSummary(lists),
+    bottlenecks: { computed: 0, cached: 0, failed: [] },
+    timings_s: timings,
+  };
+  const finish = async (): Promise<void> => {
+    if (o.summaryJson) await writeSummary(o.summaryJson, summary);
+  };
+
+  try {
+    const bottlenecks = await timed('bottlenecks', () =>
+      cacheBottlenecks(lists, extractor, { bottleneckDir: o.bottleneckDir, batchSize: o.bottleneckBatchSize, strict: o.strict, log }),
+    );
+    summary.bottlenecks = { computed: bottlenecks.computed, cached: bottlenecks.cached, failed: bottlenecks.failed };
+    log.info(`Bottlenecks: ${bottlenecks.computed} computed, ${bottlenecks.cached} cached, ${bottlenecks.failed.length} failed`);
+    if (o.bottlenecksOnly) {
+      await finish();
+      return { summary, misclassified: [] };
+    }
+
+    const sets = Object.fromEntries(CATEGORIES.map((c) => [c, labeledSet(lists, bottlenecks, c)])) as Record<Category, LabeledSet>;
+    const missing = lists.classes.filter((_, k) => !sets.training.y.includes(k)).map((c) => c.label);
+    if (missing.length > 0) {
+      throw new RetrainError(`no usable training images for class ${missing.map((m) => `"${m}"`).join(', ')}: add images or lower --testing_percentage/--validation_percentage`);
+    }
+    const intermediate: string[] = [];
+    const trained = await timed('training', () =>
+      trainHead(sets.training, sets.validation, labels.length, info.bottleneckSize, {
+        steps: o.howManyTrainingSteps,
+        learningRate: o.learningRate,
+        trainBatchSize: o.trainBatchSize,
+        validationBatchSize: o.validationBatchSize,
+        evalStepInterval: o.evalStepInterval,
+        seed: o.seed,
+        intermediateStoreFrequency: o.intermediateStoreFrequency,
+        onIntermediate: async (step, head) => {
+          const dir = path.join(o.intermediateOutputGraphsDir, `intermediate_${step}`);
+          await exportModel(extractor, await head.values(), { dir, labels, finalTensorName: o.finalTensorName });
+          intermediate.push(dir);
+        },
+        log,
+      }),
+    );
+    const { head, final } = trained;
+    summary.training = {
+      steps: o.howManyTrainingSteps,
+      final_train_accuracy: final.trainAccuracy,
+      final_validation_accuracy: final.validationN > 0 ? final.validationAccuracy : null,
+      cross_entropy: final.crossEntropy,
+      history: trained.history,
+    };
+
+    const misclassified: RetrainResult['misclassified'] = [];
+    await timed('testing', async () => {
+      if (sets.testing.y.length === 0) {
+        log.warn('No test images: skipping the final test (raise --testing_percentage to get one)');
+        summary.test = { accuracy: null, n: 0, predictions: [] };
+        return;
+      }
+      const { metrics, predictions } = predictSet(head, sets.testing, info.bottleneckSize, o.testBatchSize, o.seed);
+      log.info(`Final test accuracy = ${(metrics.accuracy * 100).toFixed(1)}% (N=${metrics.n})`);
+      summary.test = { accuracy: metrics.accuracy, n: metrics.n, predictions: predictionSummary(predictions, labels) };
+      for (const p of predictions) {
+        if (p.predictedIndex !== p.trueIndex) {
+          misclassified.push({ file: p.file, trueLabel: labels[p.trueIndex]!, predictedLabel: labels[p.predictedIndex]! });
+        }
+      }
+      if (o.printMisclassifiedTestImages) {
+        log.info('=== MISCLASSIFIED TEST IMAGES ===');
+        for (const m of misclassified) log.info(`${m.file}  true: ${m.trueLabel}  predicted: ${m.predictedLabel}`);
+      }
+    });
+
+    await timed('export', async () => {
+      await exportModel(extractor, await head.values(), { dir: o.outputGraph, labels, finalTensorName: o.finalTensorName });
+      await writeLabels(o.outputLabels, labels);
+    });
+    log.info(`Wrote the retrained model to ${o.outputGraph} and its labels to ${o.outputLabels}`);
+    summary.outputs = { output_graph: o.outputGraph, output_labels: o.outputLabels, intermediate };
+    head.dispose();
+    await finish();
+    return { summary, misclassified };
+  } finally {
+    extractor.dispose();
+  }
+}

@@ -1,0 +1,80 @@
+/** The `summary` stage: the machine-readable record of a run (--summary_json). */
+import { CATEGORIES, type ImageLists } from '../dataset/index.js';
+import type { FailedImage } from '../bottleneck/index.js';
+import type { ModuleInfo } from '../module/index.js';
+import type { EvalPoint, Prediction } from '../train/index.js';
+import { writeAtomic } from '../util/fsutil.js';
+
+export interface RunSummary {
+  module: {
+    spec: string;
+    name: string;
+    id: string;
+    format: string;
+    path: string;
+    input_size: [number, number];
+    input_range: [number, number];
+    bottleneck_tensor: string;
+    bottleneck_size: number;
+  } | null;
+  backend: string;
+  classes: Record<string, string>;
+  split: Record<string, Record<string, string[]>>;
+  bottlenecks: { computed: number; cached: number; failed: FailedImage[] };
+  timings_s: Record<string, number>;
+  training?: {
+    steps: number;
+    final_train_accuracy: number;
+    final_validation_accuracy: number | null;
+    cross_entropy: number;
+    history: EvalPoint[];
+  };
+  test?: {
+    accuracy: number | null;
+    n: number;
+    predictions: Array<{ file: string; true_label: string; predicted_label: string; score: number }>;
+  };
+  outputs?: {
+    output_graph: string;
+    output_labels: string;
+    intermediate: string[];
+  };
+}
+
+export function moduleSummary(info: ModuleInfo): RunSummary['module'] {
+  return {
+    spec: info.spec,
+    name: info.name,
+    id: info.id,
+    format: info.format,
+    path: info.path,
+    input_size: [info.inputHeight, info.inputWidth],
+    input_range: info.inputRange,
+    bottleneck_tensor: info.bottleneckTensor,
+    bottleneck_size: info.bottleneckSize,
+  };
+}
+
+export function splitSummary(lists: ImageLists): Pick<RunSummary, 'classes' | 'split'> {
+  const classes: Record<string, string> = {};
+  const split: RunSummary['split'] = { training: {}, validation: {}, testing: {} };
+  for (const c of lists.classes) {
+    classes[c.label] = c.dir;
+    for (const cat of CATEGORIES) split[cat]![c.label] = [...c[cat]];
+  }
+  return { classes, split };
+}
+
+export function predictionSummary(predictions: Prediction[], labels: string[]): NonNullable<RunSummary['test']>['predictions'] {
+  return predictions.map((p) => ({
+    file: p.file,
+    true_label: labels[p.trueIndex]!,
+    predicted_label: labels[p.predictedIndex]!,
+    score: p.score,
+  }));
+}
+
+export async function writeSummary(file: string, summary: RunSummary): Promise<void> {
+  // NaN is not JSON; a missing measurement is null.
+  await writeAtomic(file, JSON.stringify(summary, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n');
+}

@@ -1,0 +1,213 @@
+/**
+ * The `train` stage: retrain.py's final layer (one dense layer + softmax on the
+ * bottleneck), trained by plain gradient descent on cross entropy, with its
+ * periodic train/validation evaluation and the final test.
+ */
+import * as tf from '@tensorflow/tfjs';
+import seedrandom from 'seedrandom';
+import { UsageError } from '../errors.js';
+import type { Logger } from '../log.js';
+
+/** Bottlenecks of one category as a dense matrix, with their class indices. */
+export interface LabeledSet {
+  /** N x size, row-major. */
+  x: Float32Array;
+  y: Int32Array;
+  /** Image paths, row by row. */
+  files: string[];
+}
+
+export interface TrainOptions {
+  steps: number;
+  learningRate: number;
+  trainBatchSize: number;
+  /** -1: the whole validation set at each evaluation. */
+  validationBatchSize: number;
+  evalStepInterval: number;
+  seed: number;
+  /** Called at each step where the model should be stored (--intermediate_store_frequency). */
+  intermediateStoreFrequency?: number;
+  onIntermediate?: (step: number, head: Head) => Promise<void>;
+  /** Called at every evaluation, for summaries. */
+  onEval?: (point: EvalPoint, head: Head) => void | Promise<void>;
+  log: Logger;
+}
+
+export interface EvalPoint {
+  step: number;
+  trainAccuracy: number;
+  crossEntropy: number;
+  validationAccuracy: number;
+  validationCrossEntropy: number;
+  validationN: number;
+}
+
+/** The new final layer: logits = x·W + b, final_result = softmax(logits). */
+export class Head {
+  readonly weights: tf.Variable;
+  readonly biases: tf.Variable;
+  constructor(
+    readonly bottleneckSize: number,
+    readonly classCount: number,
+    seed: number,
+  ) {
+    // retrain.py: truncated normal, stddev 0.001; zero biases.
+    this.weights = tf.variable(tf.truncatedNormal([bottleneckSize, classCount], 0, 0.001, 'float32', seed), true, 'final_weights');
+    this.biases = tf.variable(tf.zeros([classCount]), true, 'final_biases');
+  }
+  logits(x: tf.Tensor2D): tf.Tensor2D {
+    return tf.add(tf.matMul(x, this.weights), this.biases);
+  }
+  probabilities(x: tf.Tensor2D): tf.Tensor2D {
+    return tf.tidy(() => tf.softmax(this.logits(x)));
+  }
+  /** Copies of the current values, for export. */
+  async values(): Promise<{ weights: Float32Array; biases: Float32Array }> {
+    return {
+      weights: (await this.weights.data()) as Float32Array,
+      biases: (await this.biases.data()) as Float32Array,
+    };
+  }
+  dispose(): void {
+    this.weights.dispose();
+    this.biases.dispose();
+  }
+}
+
+export function validateTrainOptions(o: Omit<TrainOptions, 'log'>): void {
+  const positive: Array<[string, number]> = [
+    ['--how_many_training_steps', o.steps],
+    ['--train_batch_size', o.trainBatchSize],
+    ['--eval_step_interval', o.evalStepInterval],
+  ];
+  for (const [flag, v] of positive) {
+    if (!Number.isInteger(v) || v <= 0) throw new UsageError(`${flag} ${v} must be a whole number above 0`);
+  }
+  if (!Number.isInteger(o.validationBatchSize) || (o.validationBatchSize <= 0 && o.validationBatchSize !== -1)) {
+    throw new UsageError(`--validation_batch_size ${o.validationBatchSize} must be above 0, or -1 for the whole set`);
+  }
+  if (!(o.learningRate > 0) || !Number.isFinite(o.learningRate)) {
+    throw new UsageError(`--learning_rate ${o.learningRate} must be a number above 0`);
+  }
+}
+
+/** Deterministic random integers in [0, n) from --seed. */
+export function makeRng(seed: number, stream: string): (n: number) => number {
+  const rng = seedrandom(`${seed}:${stream}`);
+  return (n: number) => Math.floor(rng() * n);
+}
+
+function sampleRows(set: LabeledSet, size: number, count: number, pick: (n: number) => number): { x: tf.Tensor2D; y: tf.Tensor1D; idx: Int32Array } {
+  const n = set.y.length;
+  const idx = new Int32Array(count < 0 ? n : count);
+  for (let i = 0; i < idx.length; i++) idx[i] = count < 0 ? i : pick(n);
+  const x = new Float32Array(idx.length * size);
+  const y = new Int32Array(idx.length);
+  idx.forEach((row, i) => {
+    x.set(set.x.subarray(row * size, (row + 1) * size), i * size);
+    y[i] = set.y[row]!;
+  });
+  return { x: tf.tensor2d(x, [idx.length, size]), y: tf.tensor1d(y, 'int32'), idx };
+}
+
+export interface Metrics {
+  accuracy: number;
+  crossEntropy: number;
+  n: number;
+}
+
+/** Accuracy and mean cross entropy of the head on given rows. */
+export function measure(head: Head, x: tf.Tensor2D, y: tf.Tensor1D): Metrics {
+  return tf.tidy(() => {
+    const logits = head.logits(x);
+    const labels = tf.oneHot(y, head.classCount);
+    const ce = tf.losses.softmaxCrossEntropy(labels, logits).dataSync()[0]!;
+    const acc = tf.mean(tf.cast(tf.equal(tf.argMax(logits, 1), y), 'float32')).dataSync()[0]!;
+    return { accuracy: acc, crossEntropy: ce, n: y.shape[0] };
+  });
+}
+
+export interface TrainResult {
+  head: Head;
+  history: EvalPoint[];
+  final: EvalPoint;
+}
+
+export async function trainHead(training: LabeledSet, validation: LabeledSet, classCount: number, bottleneckSize: number, opts: TrainOptions): Promise<TrainResult> {
+  validateTrainOptions(opts);
+  if (training.y.length === 0) throw new UsageError('no training images: lower --testing_percentage or --validation_percentage, or add images');
+  const log = opts.log;
+  const head = new Head(bottleneckSize, classCount, opts.seed);
+  const optimizer = tf.train.sgd(opts.learningRate);
+  const pickTrain = makeRng(opts.seed, 'train');
+  const pickVal = makeRng(opts.seed, 'validation');
+  const history: EvalPoint[] = [];
+  const vars = [head.weights, head.biases];
+
+  for (let i = 0; i < opts.steps; i++) {
+    const batch = sampleRows(training, bottleneckSize, opts.trainBatchSize, pickTrain);
+    tf.tidy(() => {
+      optimizer.minimize(() => tf.losses.softmaxCrossEntropy(tf.oneHot(batch.y, classCount), head.logits(batch.x)) as tf.Scalar, false, vars);
+    });
+    const isLast = i + 1 === opts.steps;
+    if (i % opts.evalStepInterval === 0 || isLast) {
+      const train = measure(head, batch.x, batch.y);
+      let val: Metrics = { accuracy: NaN, crossEntropy: NaN, n: 0 };
+      if (validation.y.length > 0) {
+        const vb = sampleRows(validation, bottleneckSize, opts.validationBatchSize, pickVal);
+        val = measure(head, vb.x, vb.y);
+        tf.dispose([vb.x, vb.y]);
+      }
+      const point: EvalPoint = {
+        step: i,
+        trainAccuracy: train.accuracy,
+        crossEntropy: train.crossEntropy,
+        validationAccuracy: val.accuracy,
+        validationCrossEntropy: val.crossEntropy,
+        validationN: val.n,
+      };
+      history.push(point);
+      log.info(`Step ${i}: Train accuracy = ${(train.accuracy * 100).toFixed(1)}%`);
+      log.info(`Step ${i}: Cross entropy = ${train.crossEntropy.toFixed(6)}`);
+      if (val.n > 0) log.info(`Step ${i}: Validation accuracy = ${(val.accuracy * 100).toFixed(1)}% (N=${val.n})`);
+      await opts.onEval?.(point, head);
+    }
+    tf.dispose([batch.x, batch.y]);
+    log.progress?.('training', i + 1, opts.steps);
+    const freq = opts.intermediateStoreFrequency ?? 0;
+    if (freq > 0 && i % freq === 0 && i > 0 && opts.onIntermediate) {
+      log.info(`Save intermediate result to : intermediate_${i}`);
+      await opts.onIntermediate(i, head);
+    }
+  }
+  optimizer.dispose();
+  return { head, history, final: history[history.length - 1]! };
+}
+
+export interface Prediction {
+  file: string;
+  trueIndex: number;
+  predictedIndex: number;
+  /** Probability of the predicted class. */
+  score: number;
+  probabilities: Float32Array;
+}
+
+/** Runs the head over a set in chunks; all rows when batchSize is -1, else a random sample. */
+export function predictSet(head: Head, set: LabeledSet, size: number, batchSize: number, seed: number): { metrics: Metrics; predictions: Prediction[] } {
+  const pick = makeRng(seed, 'test');
+  const { x, y, idx } = sampleRows(set, size, batchSize, pick);
+  const metrics = measure(head, x, y);
+  const probs = head.probabilities(x);
+  const flat = probs.dataSync() as Float32Array;
+  tf.dispose([x, y, probs]);
+  const c = head.classCount;
+  const predictions: Prediction[] = [];
+  idx.forEach((row, i) => {
+    const p = flat.slice(i * c, (i + 1) * c);
+    let best = 0;
+    for (let k = 1; k < c; k++) if (p[k]! > p[best]!) best = k;
+    predictions.push({ file: set.files[row]!, trueIndex: set.y[row]!, predictedIndex: best, score: p[best]!, probabilities: p });
+  });
+  return { metrics, predictions };
+}
