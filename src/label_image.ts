@@ -86,7 +86,9 @@ export async function loadClassifier(opts: LabelImageOptions): Promise<Classifie
     std: opts.inputStd ?? meta?.inputStd ?? LABEL_IMAGE_DEFAULTS.inputStd,
   };
   if (!(spec.std !== 0 && Number.isFinite(spec.std))) throw new UsageError(`--input_std ${spec.std} must be a non-zero number`);
-  const labels = opts.labels ? readLabels(opts.labels) : meta?.labels;
+  // The stored labels name final_result's classes, not another --output_layer's values.
+  const ownOutput = !opts.outputLayer || opts.outputLayer === meta?.outputName;
+  const labels = opts.labels ? readLabels(opts.labels) : ownOutput ? meta?.labels : undefined;
   return { labels, spec, metadata: meta, run, dispose };
 }
 

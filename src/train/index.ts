@@ -51,8 +51,10 @@ export class Head {
     readonly classCount: number,
     seed: number,
   ) {
-    // retrain.py: truncated normal, stddev 0.001; zero biases.
-    this.weights = tf.variable(tf.truncatedNormal([bottleneckSize, classCount], 0, 0.001, 'float32', seed), true, 'final_weights');
+    // retrain.py: truncated normal, stddev 0.001; zero biases. tfjs ignores a seed of 0
+    // (it falls back to Math.random), so the init seed is derived, never 0.
+    const initSeed = Math.floor(seedrandom(`${seed}:init`)() * 2 ** 31) + 1;
+    this.weights = tf.variable(tf.truncatedNormal([bottleneckSize, classCount], 0, 0.001, 'float32', initSeed), true, 'final_weights');
     this.biases = tf.variable(tf.zeros([classCount]), true, 'final_biases');
   }
   logits(x: tf.Tensor2D): tf.Tensor2D {
