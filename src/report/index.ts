@@ -84,7 +84,7 @@ th[scope=row], .kv td { text-align: left; } .kv th { font-weight: 600; }
 .thumbs { display: flex; flex-wrap: wrap; gap: 10px; } figure { margin: 0; width: ${THUMB + 8}px; font-size: 11px; }
 figure img { display: block; max-width: ${THUMB}px; max-height: ${THUMB}px; border: 2px solid #d23; }
 figure .missing { width: ${THUMB}px; height: ${THUMB / 2}px; background: #eee; }
-figcaption { word-break: break-all; } .bad { color: #b22; } .headline { font-size: 16px; }
+figcaption .name { overflow-wrap: anywhere; } #failed-files th, #failed-files td { text-align: left; } .bad { color: #b22; } .headline { font-size: 16px; }
 `;
 
 export async function buildReportHtml(input: ReportInput): Promise<{ html: string; evaluation: Evaluation }> {
@@ -124,7 +124,7 @@ export async function buildReportHtml(input: ReportInput): Promise<{ html: strin
     shown.map(async (p) => {
       const src = await thumbnail(p.file);
       const img = src ? `<img src="${src}" alt="${escapeHtml(path.basename(p.file))}">` : '<div class="missing">(unreadable)</div>';
-      return `<figure class="misclassified">${img}<figcaption><b>${escapeHtml(path.basename(p.file))}</b><br>true: ${escapeHtml(p.true_label)}<br><span class="bad">predicted: ${escapeHtml(p.predicted_label)}</span> (${p.score.toFixed(3)})</figcaption></figure>`;
+      return `<figure class="misclassified">${img}<figcaption><b class="name">${escapeHtml(path.basename(p.file))}</b><br>true: ${escapeHtml(p.true_label)}<br><span class="bad">predicted: ${escapeHtml(p.predicted_label)}</span> (${p.score.toFixed(3)})</figcaption></figure>`;
     }),
   );
 
@@ -138,7 +138,7 @@ export async function buildReportHtml(input: ReportInput): Promise<{ html: strin
     failed.length === 0
       ? '<p id="failed-files">No image failed.</p>'
       : `<table id="failed-files"><thead><tr><th>file</th><th>why</th></tr></thead><tbody>${failed
-          .map((f) => `<tr><td style="text-align:left">${escapeHtml(f.file)}</td><td style="text-align:left">${escapeHtml(f.reason)}</td></tr>`)
+          .map((f) => `<tr><td>${escapeHtml(f.file)}</td><td>${escapeHtml(f.reason)}</td></tr>`)
           .join('')}</tbody></table>`;
 
   const mod = s.module;
