@@ -5,7 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { MemoryLogger } from '../src/log.js';
 import { defaultRetrainOptions, runRetrain } from '../src/retrain.js';
-import { BUCKET_LIMITS } from '../src/tensorboard/histogram.js';
+import { BUCKET_LIMITS, histogram } from '../src/tensorboard/histogram.js';
 import { CrcError, readEvents, type ReadEvent, type ReadHistogram } from './helpers/event_reader.js';
 import { SHARED, SKIP_SHARED, makeImageDir, makeLayersModel, tempDir, useCpuBackend } from './helpers/fixtures.js';
 
@@ -152,4 +152,20 @@ test("the reader parses retrain.py's own event file, and its histogram edges are
     }
   }
   assert.ok(checked > 1000, `checked ${checked} histograms`);
+});
+
+test('histogram: every value lands in the bucket TensorFlow puts it in, edges included', () => {
+  const xs = [0, -0, 1e-13, -1e-13, 1e25, -1e25, 3.5, -3.5, 1e-3, -2e-6];
+  // Exact edges and their neighbours: bucket i holds [limit(i-1), limit(i)).
+  for (const k of [1, 2, 100, 700, 800, 1500]) xs.push(BUCKET_LIMITS[k]!, -BUCKET_LIMITS[k]!, BUCKET_LIMITS[k]! * (1 + 1e-15));
+  let seed = 1;
+  for (let i = 0; i < 2000; i++) {
+    seed = (seed * 16807) % 2147483647;
+    xs.push((seed / 2147483647 - 0.5) * 10 ** ((i % 30) - 15));
+  }
+  const h = histogram(xs);
+  assert.equal(h.num, xs.length);
+  const counts = h.bucketLimit.map((lim, k) => xs.filter((x) => x < lim && (k === 0 || x >= h.bucketLimit[k - 1]!)).length);
+  assert.deepEqual(counts, h.bucket);
+  assert.ok(h.bucket.filter((c) => c > 0).length > 100);
 });

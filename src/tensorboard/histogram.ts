@@ -26,8 +26,21 @@ function defaultLimits(): Float64Array {
 
 export const BUCKET_LIMITS = defaultLimits();
 
+const ZERO = (BUCKET_LIMITS.length - 1) / 2;
+const LOG_GROWTH = Math.log(1.1);
+
 /** First index whose limit is above v (C++ std::upper_bound). */
 function upperBound(limits: Float64Array, v: number): number {
+  // Guess from the geometric growth, then settle on the exact edge: a plain binary
+  // search costs a third of an evaluation step for a 1024x100 head.
+  const a = Math.abs(v);
+  if (a >= 1e-12 && a < 1e19) {
+    const k = Math.floor(Math.log(a / 1e-12) / LOG_GROWTH);
+    let i = v > 0 ? ZERO + 1 + k : ZERO - k;
+    while (i > 0 && limits[i - 1]! > v) i--;
+    while (i < limits.length && limits[i]! <= v) i++;
+    return i;
+  }
   let lo = 0;
   let hi = limits.length;
   while (lo < hi) {
