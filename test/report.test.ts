@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { MemoryLogger } from '../src/log.js';
 import { evaluate, matrixCsv, metricsCsv } from '../src/report/index.js';
 import { defaultRetrainOptions, runRetrain, type RetrainResult } from '../src/retrain.js';
-import { makeImageDir, makeLayersModel, tempDir, useCpuBackend } from './helpers/fixtures.js';
+import { makeImageDir, makeLayersModel, runCli, tempDir, useCpuBackend } from './helpers/fixtures.js';
 
 test('confusion matrix and per-class metrics of a small hand-checked case', () => {
   const p = (t: string, q: string) => ({ true_label: t, predicted_label: q });
@@ -148,4 +148,27 @@ test('report.html renders in headless Chromium with curves, matrix and thumbnail
   assert.ok(near([0x1a, 0x73, 0xe8]) > 200, 'validation curves drawn');
   assert.ok(near([0x4b, 0xa0, 0x65]) + near([0x3a, 0x9a, 0x57]) > 200, 'confusion matrix diagonal drawn');
   assert.ok(near([0xdd, 0x22, 0x33]) > 300, 'misclassified thumbnails drawn');
+});
+
+test('retrain CLI: --summaries_dir and --report_dir put the event files and the report where asked; plain log lines when not on a TTY', async () => {
+  const root = tempDir();
+  const images = await makeImageDir(path.join(root, 'images'), { perClass: 8 });
+  const model = await makeLayersModel(path.join(root, 'model'));
+  const r = runCli('retrain', [
+    '--image_dir', images,
+    '--tfhub_module', model,
+    '--bottleneck_dir', path.join(root, 'bn'),
+    '--output_graph', path.join(root, 'out', 'graph'),
+    '--output_labels', path.join(root, 'out', 'labels.txt'),
+    '--summaries_dir', path.join(root, 'tb'),
+    '--report_dir', path.join(root, 'rep'),
+    '--how_many_training_steps', '12',
+    '--backend', 'cpu',
+  ]);
+  assert.equal(r.status, 0, r.stderr);
+  for (const sub of ['train', 'validation']) assert.match(fs.readdirSync(path.join(root, 'tb', sub)).join(), /^events\.out\.tfevents\.\d{10}\./);
+  for (const f of ['report.html', 'confusion_matrix.csv', 'per_class_metrics.csv']) assert.ok(fs.existsSync(path.join(root, 'rep', f)), f);
+  assert.ok(!fs.existsSync(path.join(root, 'out', 'report.html')));
+  assert.match(r.stderr, /INFO:retrain:Wrote the report to .*report\.html/);
+  assert.doesNotMatch(r.stderr, /\x1b\[/, 'no terminal control codes in a pipe');
 });

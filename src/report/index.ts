@@ -119,7 +119,10 @@ export async function buildReportHtml(input: ReportInput): Promise<{ html: strin
   ];
 
   const wrong = (s.test?.predictions ?? []).filter((p) => p.true_label !== p.predicted_label);
-  const shown = wrong.slice(0, MAX_THUMBNAILS);
+  // A sampled test set (--test_batch_size) can hold an image twice: show it once.
+  const seen = new Set<string>();
+  const unique = wrong.filter((p) => !seen.has(p.file) && seen.add(p.file));
+  const shown = unique.slice(0, MAX_THUMBNAILS);
   const figures = await Promise.all(
     shown.map(async (p) => {
       const src = await thumbnail(p.file);
@@ -168,8 +171,8 @@ export async function buildReportHtml(input: ReportInput): Promise<{ html: strin
 ${t && t.n > 0 ? matrixTable(ev) : '<p>No test images.</p>'}
 <h2>Test set: per class</h2>
 ${metricsTable(ev)}
-<h2>Misclassified test images (${wrong.length})</h2>
-${wrong.length > shown.length ? `<p>Showing the first ${shown.length}; all are in the run summary (--summary_json).</p>` : ''}
+<h2>Misclassified test images (${unique.length})</h2>
+${unique.length > shown.length ? `<p>Showing the first ${shown.length}; all are in the run summary (--summary_json).</p>` : ''}
 <div class="thumbs" id="misclassified">${figures.join('\n') || '<p>None.</p>'}</div>
 <h2>Data</h2>
 <table id="split"><thead><tr><th>class</th><th>folder</th><th>training</th><th>validation</th><th>testing</th><th>total</th></tr></thead><tbody>${splitRows.join('')}</tbody></table>
