@@ -120,6 +120,7 @@ test('report.html renders in headless Chromium with curves, matrix and thumbnail
       '--headless',
       '--no-sandbox',
       '--disable-gpu',
+      '--disable-dev-shm-usage',
       '--disable-quic',
       '--no-first-run',
       '--disable-background-networking',
