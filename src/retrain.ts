@@ -14,6 +14,8 @@ import type { Logger } from './log.js';
 import { loadFeatureExtractor } from './module/index.js';
 import { moduleSummary, predictionSummary, splitSummary, writeSummary, type RunSummary } from './summary/index.js';
 import { predictSet, trainHead, validateTrainOptions, type LabeledSet } from './train/index.js';
+import { writeReport } from './report/index.js';
+import { TrainingSummaries } from './tensorboard/index.js';
 
 export interface RetrainOptions {
   imageDir: string;
@@ -46,6 +48,10 @@ export interface RetrainOptions {
   /** Images per inference call when computing bottlenecks. */
   bottleneckBatchSize: number;
   strict: boolean;
+  /** TensorBoard event files go to <summariesDir>/train and /validation. */
+  summariesDir: string;
+  /** report.html and its CSVs; beside --output_graph when unset. */
+  reportDir?: string;
 }
 
 export function defaultRetrainOptions(): Omit<RetrainOptions, 'imageDir' | 'tfhubModule' | 'moduleCacheDir'> {
@@ -71,6 +77,7 @@ export function defaultRetrainOptions(): Omit<RetrainOptions, 'imageDir' | 'tfhu
     bottlenecksOnly: false,
     bottleneckBatchSize: 16,
     strict: false,
+    summariesDir: path.join(tmp, 'retrain_logs'),
   };
 }
 
@@ -193,6 +200,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
       throw new RetrainError(`no usable training images for class ${missing.map((m) => `"${m}"`).join(', ')}: add images or lower --testing_percentage/--validation_percentage`);
     }
     const intermediate: string[] = [];
+    const tb = new TrainingSummaries(o.summariesDir, log);
     const trained = await timed('training', () =>
       trainHead(sets.training, sets.validation, labels.length, info.bottleneckSize, {
         steps: o.howManyTrainingSteps,
@@ -207,8 +215,9 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
           await exportModel(extractor, await head.values(), { dir, labels, finalTensorName: o.finalTensorName });
           intermediate.push(dir);
         },
+        onEval: (point, h) => tb.onEval(point, h),
         log,
-      }),
+      }).finally(() => tb.close()),
     );
     const { head, final } = trained;
     summary.training = {
@@ -247,6 +256,9 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
     log.info(`Wrote the retrained model to ${o.outputGraph} and its labels to ${o.outputLabels}`);
     summary.outputs = { output_graph: o.outputGraph, output_labels: o.outputLabels, intermediate };
     head.dispose();
+    const reportDir = o.reportDir ?? path.dirname(path.resolve(o.outputGraph));
+    const report = await timed('report', () => writeReport(reportDir, { summary, labels, flags: { ...o } }));
+    log.info(`Wrote the report to ${report.html}`);
     await finish();
     return { summary, misclassified };
   } finally {

@@ -11,11 +11,22 @@ export function stderrLogger(name: string, stream: NodeJS.WriteStream = process.
   let bar: cliProgress.SingleBar | undefined;
   let barStage = '';
   let startedAt = 0;
+  let startDone = 0;
+  let drawnAt = 0;
+  // cli-progress redraws (and flushes logged lines) from a timer, which never fires while
+  // a stage keeps the event loop busy, and stop() drops unflushed lines: redraw ourselves.
+  const draw = () => {
+    drawnAt = Date.now();
+    multi?.update();
+  };
   const write = (line: string) => {
-    if (multi) multi.log(line + '\n');
-    else stream.write(line + '\n');
+    if (multi) {
+      multi.log(line + '\n');
+      draw();
+    } else stream.write(line + '\n');
   };
   const stop = () => {
+    if (multi) draw();
     multi?.stop();
     multi = undefined;
     bar = undefined;
@@ -29,14 +40,18 @@ export function stderrLogger(name: string, stream: NodeJS.WriteStream = process.
             stop();
             barStage = stage;
             multi = new cliProgress.MultiBar(
-              { stream, format: `${stage} [{bar}] {value}/{total} {percentage}% | {rate}/s | ETA {eta_formatted}`, hideCursor: true, clearOnComplete: true },
+              // A long ETA window: per-step times vary a lot on a shared machine.
+              { stream, format: `${stage} [{bar}] {value}/{total} {percentage}% | {rate}/s | ETA {eta_formatted}`, hideCursor: true, clearOnComplete: true, etaBuffer: 200 },
               cliProgress.Presets.shades_classic,
             );
             bar = multi.create(total, 0, { rate: '0' });
             startedAt = Date.now();
+            startDone = done;
           }
-          const rate = done / Math.max(0.001, (Date.now() - startedAt) / 1000);
-          bar!.update(done, { rate: rate.toFixed(1) });
+          // The first call reports work already done when the clock starts: rate from there on.
+          const elapsed = (Date.now() - startedAt) / 1000;
+          bar!.update(done, { rate: elapsed >= 0.25 ? ((done - startDone) / elapsed).toFixed(1) : '-' });
+          if (Date.now() - drawnAt >= 100) draw();
           if (done >= total) {
             stop();
             barStage = '';

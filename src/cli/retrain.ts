@@ -36,6 +36,8 @@ export function retrainCommand(): Command {
     .option('--input_width <n>', 'input width, for modules with a dynamic input size', intArg('--input_width'))
     .option('--saved_model_dir <dir>', 'not supported: TF.js cannot write a SavedModel')
     .option('--summary_json <file>', 'write a JSON summary of the run for scripts')
+    .option('--summaries_dir <dir>', 'where to save TensorBoard summaries (train/ and validation/)', d.summariesDir)
+    .option('--report_dir <dir>', 'where to write report.html and its CSVs (default: the folder holding --output_graph)')
     .option('--bottlenecks_only', 'stop after computing and caching the bottlenecks', false)
     .option('--bottleneck_batch_size <n>', 'images per inference call when computing bottlenecks', intArg('--bottleneck_batch_size'), d.bottleneckBatchSize)
     .addOption(new Option('--backend <name>', 'compute backend').choices([...BACKENDS]).default('auto'))
@@ -79,6 +81,8 @@ export function optionsFromFlags(f: Flags): RetrainOptions {
     bottlenecksOnly: f['bottlenecks_only'] === true,
     bottleneckBatchSize: f['bottleneck_batch_size'] as number,
     strict: f['strict'] === true,
+    summariesDir: str('summaries_dir')!,
+    reportDir: str('report_dir'),
   };
 }
 
