@@ -198,14 +198,15 @@ test('HTTP errors and timeouts become one-line RetrainErrors', async () => {
 test('refuses plain http to other hosts and manifest paths that leave the folder', async () => {
   const cacheDir = path.join(tmpRoot, 'never-created');
   const log = new MemoryLogger();
-  await rejectsWith(downloadModule('http://example.com/x', { cacheDir, log }), /refusing to download http:\/\/example\.com\/x\/model\.json.*use an https:\/\/ URL/);
+  const refused = await rejectsWith(downloadModule('http://example.com/x', { cacheDir, log }), /--tfhub_module http:\/\/example\.com\/x\/model\.json: use an https:\/\/ URL/);
+  assert.equal(refused.exitCode, 2, "the user's own http URL is a usage error");
   assert.equal(fs.existsSync(cacheDir), false);
   assert.deepEqual(log.lines, []);
 
   const offsite = moduleUrl('offsite');
   await rejectsWith(
     downloadModule(offsite, { cacheDir: freshCache(), log }),
-    new RegExp(`refusing to follow the redirect from ${offsite}/model\\.json\\?tfjs-format=file to http://example\\.com/model\\.json: use an https`),
+    new RegExp(`refusing to follow the redirect from ${offsite}/model\\.json\\?tfjs-format=file to http://example\\.com/model\\.json: plain http is only allowed for localhost`),
   );
 
   const evilCache = freshCache();

@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { RetrainError, errorMessage } from '../errors.js';
+import { RetrainError, UsageError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { writeAtomic } from '../util/fsutil.js';
 import { checkWeightPath, expectedGroupBytes, parseModelJson, readModelFiles } from './io.js';
@@ -207,8 +207,11 @@ function parseUrl(url: string): URL {
 function checkTransport(target: string, requested = target): void {
   const u = parseUrl(target);
   if (u.protocol === 'https:' || (u.protocol === 'http:' && LOOPBACK_HOSTS.has(u.hostname))) return;
-  const what = target === requested ? `refusing to download ${target}` : `refusing to follow the redirect from ${requested} to ${target}`;
-  throw new RetrainError(`${what}: use an https:// URL (plain http is only allowed for localhost)`);
+  // The user's own URL is a flag to fix (exit 2); a server redirecting to http is not.
+  if (target === requested) {
+    throw new UsageError(`--tfhub_module ${target}: use an https:// URL (plain http is only allowed for localhost)`);
+  }
+  throw new RetrainError(`refusing to follow the redirect from ${requested} to ${target}: plain http is only allowed for localhost`);
 }
 
 /**
