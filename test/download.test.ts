@@ -198,7 +198,7 @@ test('HTTP errors and timeouts become one-line RetrainErrors', async () => {
 test('refuses plain http to other hosts and manifest paths that leave the folder', async () => {
   const cacheDir = path.join(tmpRoot, 'never-created');
   const log = new MemoryLogger();
-  const refused = await rejectsWith(downloadModule('http://example.com/x', { cacheDir, log }), /--tfhub_module http:\/\/example\.com\/x\/model\.json: use an https:\/\/ URL/);
+  const refused = await rejectsWith(downloadModule('http://example.com/x', { cacheDir, log }), /^--tfhub_module http:\/\/example\.com\/x: use an https:\/\/ URL/);
   assert.equal(refused.exitCode, 2, "the user's own http URL is a usage error");
   assert.equal(fs.existsSync(cacheDir), false);
   assert.deepEqual(log.lines, []);

@@ -52,8 +52,8 @@ export function cacheEntryDir(cacheDir: string, url: string): string {
 
 /** Returns the path of model.json in the cache entry for `url`, downloading it first if needed. */
 export async function downloadModule(url: string, opts: DownloadOptions): Promise<string> {
+  checkTransport(url);
   const jsonUrl = modelJsonUrl(url);
-  checkTransport(jsonUrl);
   const entry = cacheEntryDir(opts.cacheDir, url);
   const entryJson = path.join(entry, 'model.json');
   if (fs.existsSync(entry)) {
