@@ -10,6 +10,7 @@ import { cacheBottlenecks, type Bottlenecks } from './bottleneck/index.js';
 import { CATEGORIES, createImageLists, validateSplit, type Category, type ImageLists } from './dataset/index.js';
 import { RetrainError, UsageError } from './errors.js';
 import { exportModel, writeLabels } from './export/index.js';
+import { checkTensorFlowExport, exportSavedModel } from './export/tf.js';
 import type { Logger } from './log.js';
 import { loadFeatureExtractor } from './module/index.js';
 import { moduleSummary, predictionSummary, splitSummary, writeSummary, type RunSummary } from './summary/index.js';
@@ -95,11 +96,6 @@ function validate(o: RetrainOptions): void {
     throw new UsageError(`--bottleneck_batch_size ${o.bottleneckBatchSize} must be a whole number above 0`);
   }
   if (!Number.isInteger(o.seed)) throw new UsageError(`--seed ${o.seed} must be a whole number`);
-  if (o.savedModelDir) {
-    throw new UsageError(
-      `--saved_model_dir: TF.js cannot write a TensorFlow SavedModel; drop the flag and use the TF.js model written to --output_graph (${o.outputGraph})`,
-    );
-  }
   if (!o.finalTensorName || /[\s/:^]/.test(o.finalTensorName)) {
     throw new UsageError(`--final_tensor_name "${o.finalTensorName}" must be a plain name without spaces, '/' or ':'`);
   }
@@ -160,6 +156,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
     }),
   );
   const { info } = extractor;
+  checkTensorFlowExport(info, o);
   log.info(
     `Module ${info.spec}: ${info.format}, input ${info.inputHeight}x${info.inputWidth} in [${info.inputRange.join(', ')}], ` +
       `bottleneck ${info.bottleneckTensor} (${info.bottleneckSize} values)`,
@@ -243,6 +240,10 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
     await timed('export', async () => {
       await exportModel(extractor, await head.values(), { dir: o.outputGraph, labels, finalTensorName: o.finalTensorName });
       await writeLabels(o.outputLabels, labels);
+      if (o.savedModelDir) {
+        await exportSavedModel(extractor, await head.values(), { dir: o.savedModelDir, labels, finalTensorName: o.finalTensorName });
+        log.info(`Wrote a SavedModel (tag serve, signature serving_default: image -> prediction) to ${o.savedModelDir}`);
+      }
     });
     log.info(`Wrote the retrained model to ${o.outputGraph} and its labels to ${o.outputLabels}`);
     summary.outputs = { output_graph: o.outputGraph, output_labels: o.outputLabels, intermediate };
