@@ -139,7 +139,17 @@ export async function expandImageArgs(args: string[]): Promise<string[]> {
 export async function classifyImage(c: Classifier, file: string, topK: number): Promise<LabelResult> {
   const img = await decodeImage(file);
   const input = toModuleInput(img, c.spec);
-  const probs = tf.tidy(() => c.run(tf.tensor4d(input, [1, c.spec.height, c.spec.width, 3])));
+  let probs: tf.Tensor2D;
+  try {
+    probs = tf.tidy(() => c.run(tf.tensor4d(input, [1, c.spec.height, c.spec.width, 3])));
+  } catch (err) {
+    // Frozen graphs often leave their input size open, so label_image.py's 299 default may not fit.
+    throw new RetrainError(
+      `the model fails on a ${c.spec.height}x${c.spec.width} input (${errorMessage(err).split('\n')[0]}): check --input_height, --input_width, --input_layer and --output_layer`,
+      1,
+      { cause: err },
+    );
+  }
   const scores = (await probs.data()) as Float32Array;
   probs.dispose();
   if (c.labels && c.labels.length !== scores.length) {

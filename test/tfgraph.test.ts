@@ -8,6 +8,8 @@ import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import { exportModel, type HeadValues } from '../src/export/index.js';
 import { exportSavedModel } from '../src/export/tf.js';
+import { artifactsToGraphDef, encodeGraphDef, graphDefToArtifacts } from '../src/export/tfgraph.js';
+import { unfuseForTensorFlow, type GraphNode } from '../src/export/unfuse.js';
 import { loadClassifier, type Classifier } from '../src/label_image.js';
 import { silentLogger } from '../src/log.js';
 import { loadFeatureExtractor, type FeatureExtractor } from '../src/module/index.js';
@@ -265,6 +267,11 @@ test('label-image runs retrain.py\'s own output graph on flowers-dev photos', { 
   const correct = results.filter((x) => path.basename(path.dirname(x.image)) === x.predictions[0]!.label).length;
   // retrain.py reported 87% validation accuracy for this model; all 600 flowers-dev photos give 89.8% here.
   assert.ok(correct >= 85, `${correct}/100 correct`);
+
+  // Its input has no shape, so label_image.py's 299 default does not fit: say which flags to check.
+  const d = runCli('label-image', ['--graph', path.join(RETRAIN_PY, 'rounded_graph.pb.gz'), '--image', results[0]!.image]);
+  assert.equal(d.status, 1, d.stderr);
+  assert.match(d.stderr, /fails on a 299x299 input .*--input_height/);
 });
 
 test('a .pb written from the real TF Hub MobileNet V2 graph module matches its TF.js export', { skip: SKIP_SHARED }, async () => {
@@ -287,4 +294,60 @@ test('a .pb written from the real TF Hub MobileNet V2 graph module matches its T
   } finally {
     ex.dispose();
   }
+});
+
+test('fused TF.js ops written as plain TensorFlow ops compute the same values', async () => {
+  const rng = seedrandom('fused');
+  const rand = (n: number) => Float32Array.from({ length: n }, () => rng() - 0.5);
+  const f = { type: 'DT_FLOAT' };
+  const s = (v: string) => Buffer.from(v).toString('base64');
+  const list = (xs: number[]) => ({ list: { i: xs.map(String) } });
+  const c = (name: string, shape: number[], dtype = 'DT_FLOAT'): GraphNode => ({
+    name, op: 'Const', attr: { dtype: { type: dtype }, value: { tensor: { dtype, tensorShape: { dim: shape.map((d) => ({ size: String(d) })) } } } },
+  });
+  const nodes: GraphNode[] = [
+    { name: 'x', op: 'Placeholder', attr: { dtype: f, shape: { shape: { dim: [-1, 8, 8, 3].map((d) => ({ size: String(d) })) } } } },
+    c('dw', [3, 3, 3, 2]), c('dwb', [6]), c('cw', [1, 1, 6, 4]), c('cb', [4]), c('axes', [2], 'DT_INT32'), c('mw', [4, 5]), c('mb', [5]),
+    {
+      name: 'dwconv', op: 'FusedDepthwiseConv2dNative', input: ['x', 'dw', 'dwb'],
+      attr: { T: f, strides: list([1, 1, 1, 1]), dilations: list([1, 1, 1, 1]), padding: { s: s('SAME') }, data_format: { s: s('NHWC') }, num_args: { i: '1' }, fused_ops: { list: { s: [s('BiasAdd'), s('Relu6')] } } },
+    },
+    {
+      name: 'conv', op: '_FusedConv2D', input: ['dwconv', 'cw', 'cb'],
+      attr: { T: f, strides: list([1, 2, 2, 1]), dilations: list([1, 1, 1, 1]), padding: { s: s('VALID') }, data_format: { s: s('NHWC') }, num_args: { i: '1' }, fused_ops: { list: { s: [s('BiasAdd')] } } },
+    },
+    { name: 'mean', op: 'Mean', input: ['conv', 'axes'], attr: { T: f, Tidx: { type: 'DT_INT32' }, keep_dims: { b: false } } },
+    {
+      name: 'out', op: '_FusedMatMul', input: ['mean', 'mw', 'mb'],
+      attr: { T: f, transpose_a: { b: false }, transpose_b: { b: false }, num_args: { i: '1' }, fused_ops: { list: { s: [s('BiasAdd'), s('Relu')] } } },
+    },
+  ];
+  const parts = [rand(54), rand(6), rand(24), rand(4), Int32Array.from([1, 2]), rand(20), rand(5)];
+  const weightData = Buffer.concat(parts.map((p) => Buffer.from(p.buffer)));
+  const fused: tf.io.ModelArtifacts = {
+    modelTopology: { node: nodes, versions: {} },
+    weightSpecs: [
+      { name: 'dw', shape: [3, 3, 3, 2], dtype: 'float32' }, { name: 'dwb', shape: [6], dtype: 'float32' },
+      { name: 'cw', shape: [1, 1, 6, 4], dtype: 'float32' }, { name: 'cb', shape: [4], dtype: 'float32' },
+      { name: 'axes', shape: [2], dtype: 'int32' }, { name: 'mw', shape: [4, 5], dtype: 'float32' }, { name: 'mb', shape: [5], dtype: 'float32' },
+    ],
+    weightData: weightData.buffer.slice(weightData.byteOffset, weightData.byteOffset + weightData.byteLength),
+  };
+  const plainNodes = unfuseForTensorFlow(nodes);
+  assert.deepEqual(plainNodes.filter((n) => /Fused/.test(n.op)), []);
+  const pb = encodeGraphDef(await artifactsToGraphDef({ ...fused, modelTopology: { node: plainNodes, versions: {} } }));
+  const plain = graphDefToArtifacts(pb, 'unfused.pb');
+  const x = tf.tensor4d(rand(2 * 8 * 8 * 3), [2, 8, 8, 3]);
+  const outputs: Float32Array[] = [];
+  for (const a of [fused, plain]) {
+    const m = await tf.loadGraphModel(tf.io.fromMemory(a));
+    const y = m.execute({ x }, 'out') as tf.Tensor;
+    outputs.push((await y.data()) as Float32Array);
+    y.dispose();
+    m.dispose();
+  }
+  x.dispose();
+  assert.equal(outputs[1]!.length, 10);
+  assert.ok(outputs[0]!.some((v) => v > 0), 'the Relu lets something through');
+  for (let i = 0; i < 10; i++) assert.ok(Math.abs(outputs[0]![i]! - outputs[1]![i]!) <= 1e-5, `${outputs[0]![i]} vs ${outputs[1]![i]}`);
 });
