@@ -156,7 +156,6 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
     }),
   );
   const { info } = extractor;
-  checkTensorFlowExport(info, o);
   log.info(
     `Module ${info.spec}: ${info.format}, input ${info.inputHeight}x${info.inputWidth} in [${info.inputRange.join(', ')}], ` +
       `bottleneck ${info.bottleneckTensor} (${info.bottleneckSize} values)`,
@@ -174,6 +173,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
   };
 
   try {
+    checkTensorFlowExport(info, o);
     const bottlenecks = await timed('bottlenecks', () =>
       cacheBottlenecks(lists, extractor, { bottleneckDir: o.bottleneckDir, batchSize: o.bottleneckBatchSize, strict: o.strict, log }),
     );

@@ -219,7 +219,7 @@ test('retrain --output_graph *.pb --saved_model_dir on a graph module writes bot
   assert.match(l.stdout, /^red /);
 });
 
-test('label-image names every op TF.js cannot run, and rejects a file that is not a GraphDef', async () => {
+test('label-image names every op TF.js cannot run, and rejects files that are not GraphDefs or hold functions', async () => {
   const root = tempDir();
   const G = protobuf.loadSync(PROTO).lookupType('tensorflow.GraphDef');
   const f = { type: 'DT_FLOAT' };
@@ -245,6 +245,12 @@ test('label-image names every op TF.js cannot run, and rejects a file that is no
   const j = runCli('label-image', ['--graph', junk, '--image', image, '--backend', 'cpu']);
   assert.equal(j.status, 1, j.stderr);
   assert.match(j.stderr, /is not a TensorFlow GraphDef/);
+
+  const withFunctions = path.join(root, 'functions.pb');
+  fs.writeFileSync(withFunctions, G.encode(G.fromObject({ node: [{ name: 'input', op: 'Placeholder', attr: { dtype: f } }], library: { function: [Buffer.from('fn')] } })).finish());
+  const fn = runCli('label-image', ['--graph', withFunctions, '--image', image, '--backend', 'cpu']);
+  assert.equal(fn.status, 1, fn.stderr);
+  assert.match(fn.stderr, /holds TensorFlow functions/);
 });
 
 test('label-image runs retrain.py\'s own output graph on flowers-dev photos', { skip: SKIP_SHARED }, async () => {

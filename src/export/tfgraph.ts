@@ -138,6 +138,10 @@ export function graphDefToArtifacts(bytes: Uint8Array, where: string): tf.io.Mod
   if (nodes.length === 0 || nodes.some((n) => !n.name || !n.op)) {
     throw new RetrainError(`${where} is not a TensorFlow GraphDef (no named nodes): give a frozen graph .pb such as retrain.py's output_graph.pb`);
   }
+  const library = (msg as { library?: { function?: unknown[] } }).library;
+  if ((library?.function?.length ?? 0) > 0) {
+    throw new RetrainError(`${where} holds TensorFlow functions (TF2 control flow), which this reader does not support: freeze it as a TF1-style graph, or convert it with tensorflowjs_converter`);
+  }
   const weightSpecs: tf.io.WeightsManifestEntry[] = [];
   const parts: Uint8Array[] = [];
   const TensorProto = tfType('TensorProto');
