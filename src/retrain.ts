@@ -10,7 +10,7 @@ import { cacheBottlenecks, type Bottlenecks } from './bottleneck/index.js';
 import { CATEGORIES, createImageLists, validateSplit, type Category, type ImageLists } from './dataset/index.js';
 import { RetrainError, UsageError } from './errors.js';
 import { exportModel, writeLabels } from './export/index.js';
-import { checkTensorFlowExport, exportSavedModel } from './export/tf.js';
+import { checkTensorFlowExport, exportSavedModel, isFrozenGraphPath } from './export/tf.js';
 import type { Logger } from './log.js';
 import { loadFeatureExtractor } from './module/index.js';
 import { moduleSummary, predictionSummary, splitSummary, writeSummary, type RunSummary } from './summary/index.js';
@@ -200,7 +200,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
         seed: o.seed,
         intermediateStoreFrequency: o.intermediateStoreFrequency,
         onIntermediate: async (step, head) => {
-          const dir = path.join(o.intermediateOutputGraphsDir, `intermediate_${step}`);
+          const dir = path.join(o.intermediateOutputGraphsDir, `intermediate_${step}${isFrozenGraphPath(o.outputGraph) ? '.pb' : ''}`);
           await exportModel(extractor, await head.values(), { dir, labels, finalTensorName: o.finalTensorName });
           intermediate.push(dir);
         },

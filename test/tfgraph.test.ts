@@ -211,8 +211,11 @@ test('retrain --output_graph *.pb --saved_model_dir on a graph module writes bot
   const r = runCli('retrain', [
     '--image_dir', images, '--tfhub_module', module, '--bottleneck_dir', path.join(root, 'bn'), '--output_graph', pb,
     '--output_labels', labels, '--saved_model_dir', path.join(root, 'saved'), '--how_many_training_steps', '200', '--learning_rate', '0.5', '--backend', 'cpu',
+    '--intermediate_store_frequency', '100', '--intermediate_output_graphs_dir', path.join(root, 'intermediate'),
   ]);
   assert.equal(r.status, 0, r.stderr);
+  // As retrain.py: intermediate graphs take the final graph's form.
+  assert.deepEqual(fs.readdirSync(path.join(root, 'intermediate')).sort(), ['intermediate_100.pb']);
   assert.ok(fs.statSync(path.join(root, 'saved', 'saved_model.pb')).size > fs.statSync(pb).size);
   const l = runCli('label-image', ['--graph', pb, '--labels', labels, '--image', path.join(images, 'red', 'red_000.png'), '--top_k', '1', '--backend', 'cpu']);
   assert.equal(l.status, 0, l.stderr);
