@@ -10,7 +10,8 @@ import { listImagesDeep } from './dataset/index.js';
 import { ImageError, RetrainError, UsageError, errorMessage } from './errors.js';
 import { readLabels, type RetrainMetadata } from './export/index.js';
 import { decodeImage, toModuleInput, type InputSpec } from './image/index.js';
-import { modelFormat, modelJsonPathOf, readModelFiles } from './module/io.js';
+import { graphDefToArtifacts, readGraphFile, unsupportedOps } from './export/tfgraph.js';
+import { modelFormat, modelJsonPathOf, readModelFiles, type LoadedModelFiles } from './module/io.js';
 
 export interface LabelImageOptions {
   graph: string;
@@ -40,10 +41,7 @@ export async function loadClassifier(opts: LabelImageOptions): Promise<Classifie
   if (!fs.existsSync(jsonPath)) {
     throw new UsageError(`--graph ${opts.graph} does not exist: give the folder (or model.json) that retrain wrote to --output_graph`);
   }
-  if (/\.pb(\.gz)?$/.test(jsonPath)) {
-    throw new UsageError(`--graph ${opts.graph}: frozen .pb graphs are not supported; give a TF.js model folder or model.json`);
-  }
-  const files = readModelFiles(jsonPath);
+  const files = isFrozenGraph(jsonPath) ? readFrozenGraph(jsonPath) : readModelFiles(jsonPath);
   const meta = (files.json.userDefinedMetadata as { retrain?: RetrainMetadata } | undefined)?.retrain;
   const format = modelFormat(files.json);
   let run: (x: tf.Tensor4D) => tf.Tensor2D;
@@ -70,6 +68,11 @@ export async function loadClassifier(opts: LabelImageOptions): Promise<Classifie
       }
       const s = model.inputs.find((i) => i.name === input)?.shape ?? [];
       modelSize = [s[1] !== undefined && s[1] > 0 ? s[1] : undefined, s[2] !== undefined && s[2] > 0 ? s[2] : undefined];
+      const missing = unsupportedOps(model, files.json.modelTopology as { node: [] }, output);
+      if (missing.length > 0) {
+        model.dispose();
+        throw new RetrainError(`--graph ${jsonPath} uses TensorFlow ops that TF.js cannot run: ${missing.join(', ')}`);
+      }
       run = (x) => model.execute({ [input]: x }, output) as tf.Tensor2D;
       dispose = () => model.dispose();
     }
@@ -90,6 +93,17 @@ export async function loadClassifier(opts: LabelImageOptions): Promise<Classifie
   const ownOutput = !opts.outputLayer || opts.outputLayer === meta?.outputName;
   const labels = opts.labels ? readLabels(opts.labels) : ownOutput ? meta?.labels : undefined;
   return { labels, spec, metadata: meta, run, dispose };
+}
+
+function isFrozenGraph(file: string): boolean {
+  return /\.pb(\.gz)?$/.test(file);
+}
+
+/** A frozen GraphDef (retrain.py's output_graph.pb, or this tool's) in the shape of a TF.js model folder. */
+function readFrozenGraph(file: string): LoadedModelFiles {
+  const artifacts = graphDefToArtifacts(readGraphFile(file), file);
+  const json = { format: 'graph-model', modelTopology: artifacts.modelTopology, weightsManifest: [{ paths: [], weights: artifacts.weightSpecs! }] };
+  return { dir: path.dirname(file), json: json as LoadedModelFiles['json'], jsonText: '', artifacts };
 }
 
 function layerOutput(model: tf.LayersModel, name: string): tf.SymbolicTensor {
@@ -127,7 +141,17 @@ export async function expandImageArgs(args: string[]): Promise<string[]> {
 export async function classifyImage(c: Classifier, file: string, topK: number): Promise<LabelResult> {
   const img = await decodeImage(file);
   const input = toModuleInput(img, c.spec);
-  const probs = tf.tidy(() => c.run(tf.tensor4d(input, [1, c.spec.height, c.spec.width, 3])));
+  let probs: tf.Tensor2D;
+  try {
+    probs = tf.tidy(() => c.run(tf.tensor4d(input, [1, c.spec.height, c.spec.width, 3])));
+  } catch (err) {
+    // Frozen graphs often leave their input size open, so label_image.py's 299 default may not fit.
+    throw new RetrainError(
+      `the model fails on a ${c.spec.height}x${c.spec.width} input (${errorMessage(err).split('\n')[0]}): check --input_height, --input_width, --input_layer and --output_layer`,
+      1,
+      { cause: err },
+    );
+  }
   const scores = (await probs.data()) as Float32Array;
   probs.dispose();
   if (c.labels && c.labels.length !== scores.length) {

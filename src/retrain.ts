@@ -10,6 +10,7 @@ import { cacheBottlenecks, type Bottlenecks } from './bottleneck/index.js';
 import { CATEGORIES, createImageLists, validateSplit, type Category, type ImageLists } from './dataset/index.js';
 import { RetrainError, UsageError } from './errors.js';
 import { exportModel, writeLabels } from './export/index.js';
+import { checkTensorFlowExport, exportSavedModel, isFrozenGraphPath } from './export/tf.js';
 import type { Logger } from './log.js';
 import { loadFeatureExtractor } from './module/index.js';
 import { moduleSummary, predictionSummary, splitSummary, writeSummary, type RunSummary } from './summary/index.js';
@@ -102,11 +103,6 @@ function validate(o: RetrainOptions): void {
     throw new UsageError(`--bottleneck_batch_size ${o.bottleneckBatchSize} must be a whole number above 0`);
   }
   if (!Number.isInteger(o.seed)) throw new UsageError(`--seed ${o.seed} must be a whole number`);
-  if (o.savedModelDir) {
-    throw new UsageError(
-      `--saved_model_dir: TF.js cannot write a TensorFlow SavedModel; drop the flag and use the TF.js model written to --output_graph (${o.outputGraph})`,
-    );
-  }
   if (!o.finalTensorName || /[\s/:^]/.test(o.finalTensorName)) {
     throw new UsageError(`--final_tensor_name "${o.finalTensorName}" must be a plain name without spaces, '/' or ':'`);
   }
@@ -184,6 +180,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
   };
 
   try {
+    checkTensorFlowExport(info, o);
     const bottlenecks = await timed('bottlenecks', () =>
       cacheBottlenecks(lists, extractor, { bottleneckDir: o.bottleneckDir, batchSize: o.bottleneckBatchSize, strict: o.strict, log }),
     );
@@ -211,7 +208,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
         seed: o.seed,
         intermediateStoreFrequency: o.intermediateStoreFrequency,
         onIntermediate: async (step, head) => {
-          const dir = path.join(o.intermediateOutputGraphsDir, `intermediate_${step}`);
+          const dir = path.join(o.intermediateOutputGraphsDir, `intermediate_${step}${isFrozenGraphPath(o.outputGraph) ? '.pb' : ''}`);
           await exportModel(extractor, await head.values(), { dir, labels, finalTensorName: o.finalTensorName });
           intermediate.push(dir);
         },
@@ -252,6 +249,10 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
     await timed('export', async () => {
       await exportModel(extractor, await head.values(), { dir: o.outputGraph, labels, finalTensorName: o.finalTensorName });
       await writeLabels(o.outputLabels, labels);
+      if (o.savedModelDir) {
+        await exportSavedModel(extractor, await head.values(), { dir: o.savedModelDir, labels, finalTensorName: o.finalTensorName });
+        log.info(`Wrote a SavedModel (tag serve, signature serving_default: image -> prediction) to ${o.savedModelDir}`);
+      }
     });
     log.info(`Wrote the retrained model to ${o.outputGraph} and its labels to ${o.outputLabels}`);
     summary.outputs = { output_graph: o.outputGraph, output_labels: o.outputLabels, intermediate };

@@ -10,6 +10,7 @@ import { rangeToMeanStd } from '../image/index.js';
 import type { FeatureExtractor, ModuleInfo } from '../module/index.js';
 import { folderSaveHandler, weightByteLength } from '../module/io.js';
 import { writeAtomic } from '../util/fsutil.js';
+import { exportFrozenGraph, isFrozenGraphPath } from './tf.js';
 
 export interface HeadValues {
   weights: Float32Array;
@@ -85,9 +86,7 @@ export interface ExportOptions {
 }
 
 export async function exportModel(ex: FeatureExtractor, head: HeadValues, opts: ExportOptions): Promise<void> {
-  if (opts.dir.endsWith('.pb')) {
-    throw new RetrainError(`--output_graph ${opts.dir}: writing a frozen .pb is not supported; give a folder name for a TF.js model`);
-  }
+  if (isFrozenGraphPath(opts.dir)) return exportFrozenGraph(ex, head, opts);
   const st = fs.statSync(opts.dir, { throwIfNoEntry: false });
   if (st && !st.isDirectory()) throw new RetrainError(`--output_graph ${opts.dir} is a file: give a folder for the TF.js model`);
   if (ex.info.format === 'layers-model') await exportLayers(ex, head, opts);
