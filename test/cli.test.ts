@@ -122,7 +122,7 @@ test('retrain: user errors are one line with exit 2 (usage) or 1, no stack trace
     [['--image_dir', s.images, '--train_batch_size', 'ten'], 2, /--train_batch_size needs a whole number/],
     [['--image_dir', s.images, '--testing_percentage', '70', '--validation_percentage', '40'], 2, /over 100/],
     [['--image_dir', s.images, '--tfhub_module', '/no/such/model'], 2, /--tfhub_module \/no\/such\/model does not exist/],
-    [['--image_dir', s.images, '--saved_model_dir', '/tmp/sm'], 2, /--saved_model_dir: TF.js cannot write a TensorFlow SavedModel/],
+    [['--image_dir', s.images, '--tfhub_module', s.module, '--saved_model_dir', '/tmp/sm'], 2, /--saved_model_dir \/tmp\/sm: a TensorFlow graph can only be written when the module is a TF.js graph model/],
     [['--image_dir', s.images, '--backend', 'tpu'], 2, /--backend/],
     [['--image_dir', oneClass, '--tfhub_module', s.module], 1, /Only one valid folder of images/],
   ];
