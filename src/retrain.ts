@@ -13,6 +13,7 @@ import { exportModel, writeLabels } from './export/index.js';
 import type { Logger } from './log.js';
 import { loadFeatureExtractor } from './module/index.js';
 import { moduleSummary, predictionSummary, splitSummary, writeSummary, type RunSummary } from './summary/index.js';
+import { throwIfInterrupted } from './util/abort.js';
 import { predictSet, trainHead, validateTrainOptions, type LabeledSet } from './train/index.js';
 
 export interface RetrainOptions {
@@ -46,6 +47,8 @@ export interface RetrainOptions {
   /** Images per inference call when computing bottlenecks. */
   bottleneckBatchSize: number;
   strict: boolean;
+  /** Aborting it (the CLI does on Ctrl-C) stops the run with an InterruptedError; finished cache files are kept. */
+  signal?: AbortSignal;
 }
 
 export function defaultRetrainOptions(): Omit<RetrainOptions, 'imageDir' | 'tfhubModule' | 'moduleCacheDir'> {
@@ -178,7 +181,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
 
   try {
     const bottlenecks = await timed('bottlenecks', () =>
-      cacheBottlenecks(lists, extractor, { bottleneckDir: o.bottleneckDir, batchSize: o.bottleneckBatchSize, strict: o.strict, log }),
+      cacheBottlenecks(lists, extractor, { bottleneckDir: o.bottleneckDir, batchSize: o.bottleneckBatchSize, strict: o.strict, signal: o.signal, log }),
     );
     summary.bottlenecks = { computed: bottlenecks.computed, cached: bottlenecks.cached, failed: bottlenecks.failed };
     log.info(`Bottlenecks: ${bottlenecks.computed} computed, ${bottlenecks.cached} cached, ${bottlenecks.failed.length} failed`);
@@ -202,6 +205,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
         evalStepInterval: o.evalStepInterval,
         seed: o.seed,
         intermediateStoreFrequency: o.intermediateStoreFrequency,
+        signal: o.signal,
         onIntermediate: async (step, head) => {
           const dir = path.join(o.intermediateOutputGraphsDir, `intermediate_${step}`);
           await exportModel(extractor, await head.values(), { dir, labels, finalTensorName: o.finalTensorName });
@@ -240,6 +244,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
       }
     });
 
+    throwIfInterrupted(o.signal, 'interrupted before export: nothing was written; the bottleneck cache is kept');
     await timed('export', async () => {
       await exportModel(extractor, await head.values(), { dir: o.outputGraph, labels, finalTensorName: o.finalTensorName });
       await writeLabels(o.outputLabels, labels);

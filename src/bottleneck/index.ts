@@ -12,6 +12,7 @@ import { ImageError, RetrainError, errorMessage } from '../errors.js';
 import { decodeImage, toModuleInput } from '../image/index.js';
 import type { Logger } from '../log.js';
 import type { FeatureExtractor } from '../module/index.js';
+import { throwIfInterrupted } from '../util/abort.js';
 import { writeAtomic } from '../util/fsutil.js';
 import { decodeBottleneck, encodeBottleneck, type ImageStamp } from './format.js';
 
@@ -21,6 +22,8 @@ export interface BottleneckOptions {
   batchSize?: number;
   /** Make any unusable image fatal instead of skipping it. */
   strict?: boolean;
+  /** Stops between batches once aborted (Ctrl-C), keeping every finished file. */
+  signal?: AbortSignal;
   log: Logger;
 }
 
@@ -125,10 +128,22 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
   for (let i = 0; i < todo.length; i += batchSize) batches.push(todo.slice(i, i + batchSize));
   let next = batches.length > 0 ? prepare(batches[0]!) : undefined;
   let lastReported = 0;
+  const stopIfInterrupted = async () => {
+    if (!opts.signal?.aborted) return;
+    // Files already computed are kept: a rerun then computes only the rest.
+    await Promise.all(pendingWrites);
+    const left = todo.length - result.computed - result.failed.length;
+    throwIfInterrupted(
+      opts.signal,
+      `interrupted: ${result.computed} new bottleneck files saved in ${opts.bottleneckDir}, ${left} still to compute; run the same command again to continue`,
+    );
+  };
   for (let b = 0; b < batches.length; b++) {
+    await stopIfInterrupted();
     const current = next!;
     next = b + 1 < batches.length ? prepare(batches[b + 1]!) : undefined;
     const errors = await current.ready;
+    await stopIfInterrupted();
     const okIdx: number[] = [];
     errors.forEach((e, i) => (e ? fail(e.file, e.reason, e.cause) : okIdx.push(i)));
     if (okIdx.length === 0) continue;
