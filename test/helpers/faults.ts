@@ -18,10 +18,11 @@ export interface Running {
 }
 
 /** Starts bin/<command>.js in a child process; `done` settles when it exits. */
-export function startCli(command: 'retrain' | 'label-image', args: string[], env: NodeJS.ProcessEnv = {}): Running {
+export function startCli(command: 'retrain' | 'label-image', args: string[], env: NodeJS.ProcessEnv = {}, user: { uid?: number; gid?: number } = {}): Running {
   const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', `${command}.js`), ...args], {
     env: { ...process.env, CI: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...user,
   });
   let stdout = '';
   let stderr = '';
@@ -33,8 +34,8 @@ export function startCli(command: 'retrain' | 'label-image', args: string[], env
   return { child, done, stderr: () => stderr };
 }
 
-export async function runCliAsync(command: 'retrain' | 'label-image', args: string[], env: NodeJS.ProcessEnv = {}) {
-  return startCli(command, args, env).done;
+export async function runCliAsync(command: 'retrain' | 'label-image', args: string[], env: NodeJS.ProcessEnv = {}, user: { uid?: number; gid?: number } = {}) {
+  return startCli(command, args, env, user).done;
 }
 
 /** Every file below `dir`, relative, sorted. */
