@@ -168,7 +168,7 @@ export async function loadFeatureExtractor(opts: ModuleOptions): Promise<Feature
   const where = opts.spec;
   const loadErr = (err: unknown): never => {
     const msg = errorMessage(err);
-    const op = /(?:op|Op)[^']*'([^']+)'|Unknown layer: (\S+)|class name: (\S+)/.exec(msg);
+    const op = /(?:op|Op)[^']*'([^']+)'|Unknown layer: (\S+?)\.?(?:\s|$)|class name: (\S+)/.exec(msg);
     const what = op ? ` (unsupported op or layer: ${op[1] ?? op[2] ?? op[3]})` : '';
     throw new RetrainError(`cannot load module ${where} as a TF.js ${format}${what}: ${msg.split('\n')[0]}`, 1, { cause: err });
   };
