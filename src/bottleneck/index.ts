@@ -128,7 +128,12 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
   for (let i = 0; i < todo.length; i += batchSize) batches.push(todo.slice(i, i + batchSize));
   let next = batches.length > 0 ? prepare(batches[0]!) : undefined;
   let lastReported = 0;
+  let writeError: unknown;
   const stopIfInterrupted = async () => {
+    if (writeError) {
+      await Promise.all(pendingWrites);
+      throw writeError;
+    }
     if (!opts.signal?.aborted) return;
     // Files already computed are kept: a rerun then computes only the rest.
     await Promise.all(pendingWrites);
@@ -163,7 +168,8 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
       const values = flat.slice(k * info.bottleneckSize, (k + 1) * info.bottleneckSize);
       result.values.set(job.ref.file, values);
       result.computed++;
-      pendingWrites.push(writes(() => writeAtomic(job.cacheFile, encodeBottleneck(values, info.id, job.stamp))));
+      // Caught here so a failing write (read-only or full disk) stops the run with its own message, not as an unhandled rejection.
+      pendingWrites.push(writes(() => writeAtomic(job.cacheFile, encodeBottleneck(values, info.id, job.stamp))).catch((err: unknown) => void (writeError ??= err)));
     });
     log.progress?.('bottlenecks', result.computed + result.failed.length, todo.length);
     if (Math.floor(result.computed / 100) > lastReported) {
@@ -172,5 +178,6 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
     }
   }
   await Promise.all(pendingWrites);
+  if (writeError) throw writeError;
   return result;
 }
