@@ -112,6 +112,21 @@ test('Ctrl-C during bottleneck creation: stops within a second, keeps finished f
   assertSameModel(out, ref);
 });
 
+test('Ctrl-C during training stops within a second with exit 130 and writes no model', async () => {
+  const out = path.join(root, 'sigint-training');
+  const run = startCli('retrain', [...args(out), '--how_many_training_steps', '1000000', '--eval_step_interval', '50']);
+  await waitFor(() => /Step 100: Train accuracy/.test(run.stderr()) || run.child.exitCode !== null, 120_000, 'training to start');
+  const t0 = performance.now();
+  run.child.kill('SIGINT');
+  const r = await run.done;
+  const elapsed = performance.now() - t0;
+  assert.equal(r.status, 130, r.stderr);
+  assert.ok(elapsed < 1000, `took ${elapsed.toFixed(0)} ms to stop`);
+  assert.match(r.stderr.trim().split('\n').at(-1)!, /^retrain: error: interrupted at training step \d+: nothing was written; the bottleneck cache is kept$/);
+  assert.equal(cacheFiles(out).final.length, TOTAL);
+  assert.ok(!fs.existsSync(path.join(out, 'graph')) && !fs.existsSync(path.join(out, 'summary.json')));
+});
+
 test('SIGKILL during bottleneck creation: nothing partial is trusted; a rerun computes only what is missing and gives the same model', async () => {
   const ref = await referenceRun();
   const out = path.join(root, 'sigkill');
