@@ -137,9 +137,20 @@ test('SIGKILL during bottleneck creation: nothing partial is trusted; a rerun co
   const kept = cacheFiles(out).final.length;
   assert.ok(kept >= 10 && kept < TOTAL, `${kept}`);
 
+  // Temp files the kill left are never read; old ones are removed, young ones may belong to a live run.
+  const dir = path.join(out, 'bottlenecks');
+  const [aFile, bFile] = cacheFiles(out).final;
+  const orphan = path.join(dir, `${aFile}.123456`);
+  const young = path.join(dir, `${bFile}.654321`);
+  fs.writeFileSync(orphan, 'partial');
+  fs.writeFileSync(young, 'partial');
+  const old = new Date(Date.now() - 11 * 60 * 1000);
+  fs.utimesSync(orphan, old, old);
+  for (const f of cacheFiles(out).other) if (!f.endsWith('.654321')) fs.utimesSync(path.join(dir, f), old, old);
   const again = await runCliAsync('retrain', args(out));
   assert.equal(again.status, 0, again.stderr);
   assert.doesNotMatch(again.stderr, /Recomputing/, 'a file under its final name was incomplete');
+  assert.deepEqual(cacheFiles(out).other, [path.relative(dir, young)]);
   const summary = result(out).summary;
   assert.deepEqual([summary.bottlenecks.cached, summary.bottlenecks.computed], [kept, TOTAL - kept]);
   assertSameModel(out, ref);

@@ -14,6 +14,7 @@ import type { Logger } from '../log.js';
 import type { FeatureExtractor } from '../module/index.js';
 import { throwIfInterrupted } from '../util/abort.js';
 import { writeAtomic } from '../util/fsutil.js';
+import { removeStaleTemps } from './cleanup.js';
 import { decodeBottleneck, encodeBottleneck, type ImageStamp } from './format.js';
 
 export interface BottleneckOptions {
@@ -67,6 +68,8 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
     result.failed.push({ file, reason });
   };
 
+  const stale = await removeStaleTemps(opts.bottleneckDir, lists.classes.map((c) => c.dir));
+  if (stale > 0) log.info(`Removed ${stale} temp files that killed runs left in ${opts.bottleneckDir}`);
   const refs = allImages(lists);
   const todo: Job[] = [];
   const io = pLimit(32);
