@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { HEADER_BYTES, encodeBottleneck } from '../src/bottleneck/format.js';
 import { makeImageDir, tempDir } from './helpers/fixtures.js';
@@ -261,4 +262,45 @@ test('a read-only output folder: one line naming the path, exit 1, no temp files
   assert.match(r.stderr.trim().split('\n').at(-1)!, /^retrain: error: cannot write .*readonly\/graph\/.+: EACCES/);
   assert.ok(!hasStack(r.stderr));
   assert.deepEqual(fs.readdirSync(out), []);
+});
+
+/** A tiny tmpfs to fill up; needs root and a mount namespace that allows it. */
+function tinyDisk(dir: string, bytes: number): (() => void) | string {
+  if (!IS_ROOT) return 'needs root to mount a small tmpfs';
+  fs.mkdirSync(dir, { recursive: true });
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes}`, 'tmpfs', dir], { stdio: 'pipe' });
+  } catch (err) {
+    return `cannot mount a tmpfs here: ${String((err as Error).message).split('\n')[0]}`;
+  }
+  return () => execFileSync('umount', [dir]);
+}
+
+test('a full disk: one line naming the file, exit 1, no partial file left', async (t) => {
+  const cacheDisk = path.join(root, 'full-cache');
+  const graphDisk = path.join(root, 'full-graph');
+  const unmountCache = tinyDisk(cacheDisk, 32 * 1024);
+  if (typeof unmountCache === 'string') return t.skip(unmountCache);
+  const unmountGraph = tinyDisk(graphDisk, 40 * 1024);
+  try {
+    if (typeof unmountGraph === 'string') return t.skip(unmountGraph);
+    const out = path.join(root, 'full-out');
+    const [cacheRun, graphRun] = await Promise.all([
+      runCliAsync('retrain', [...args(out), '--bottleneck_dir', cacheDisk]),
+      runCliAsync('retrain', [...args(out), '--bottleneck_dir', path.join(root, 'full-ok-cache'), '--output_graph', path.join(graphDisk, 'graph')]),
+    ]);
+    assert.equal(cacheRun.status, 1, cacheRun.stderr);
+    assert.match(cacheRun.stderr.trim().split('\n').at(-1)!, /^retrain: error: cannot write .*full-cache\/.+\.bin: ENOSPC/);
+    assert.equal(graphRun.status, 1, graphRun.stderr);
+    assert.match(graphRun.stderr.trim().split('\n').at(-1)!, /^retrain: error: cannot write .*full-graph\/graph\/(group1-shard1of1\.bin|model\.json): ENOSPC/);
+    for (const r of [cacheRun, graphRun]) assert.ok(!hasStack(r.stderr), r.stderr);
+    // Every bottleneck that made it is whole and trusted later; no temp file is left.
+    const kept = filesBelow(cacheDisk);
+    assert.ok(kept.length > 0 && kept.every((f) => f.endsWith('.bin')), kept.join(' '));
+    assert.deepEqual(filesBelow(graphDisk), []);
+    assert.ok(!fs.existsSync(path.join(out, 'summary.json')));
+  } finally {
+    if (typeof unmountGraph === 'function') unmountGraph();
+    unmountCache();
+  }
 });
