@@ -159,6 +159,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
       inputRange: o.inputRange,
       inputHeight: o.inputHeight,
       inputWidth: o.inputWidth,
+      signal: o.signal,
       log,
     }),
   );

@@ -6,6 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
@@ -126,6 +128,41 @@ test('Ctrl-C during training stops within a second with exit 130 and writes no m
   assert.match(r.stderr.trim().split('\n').at(-1)!, /^retrain: error: interrupted at training step \d+: nothing was written; the bottleneck cache is kept$/);
   assert.equal(cacheFiles(out).final.length, TOTAL);
   assert.ok(!fs.existsSync(path.join(out, 'graph')) && !fs.existsSync(path.join(out, 'summary.json')));
+});
+
+test('Ctrl-C during a module download stops it at once: exit 130, nothing cached', async () => {
+  const json = fs.readFileSync(path.join(model, 'model.json'));
+  let weightRequested = false;
+  const server = http.createServer((req, res) => {
+    if (req.url!.includes('model.json')) {
+      res.setHeader('content-type', 'application/json');
+      res.end(json);
+      return;
+    }
+    // A weight that trickles in and never ends, like a stalled network drive.
+    weightRequested = true;
+    res.setHeader('content-type', 'application/octet-stream');
+    res.write(Buffer.alloc(1000));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/tfjs-model/slow/1`;
+    const cache = path.join(root, 'download-cache');
+    const run = startCli('retrain', [...args(path.join(root, 'download')), '--tfhub_module', url, '--module_cache_dir', cache]);
+    await waitFor(() => weightRequested || run.child.exitCode !== null, 60_000, 'the weight request');
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = performance.now();
+    run.child.kill('SIGINT');
+    const r = await run.done;
+    const elapsed = performance.now() - t0;
+    assert.equal(r.status, 130, r.stderr);
+    assert.ok(elapsed < 1000, `took ${elapsed.toFixed(0)} ms to stop`);
+    assert.match(r.stderr.trim().split('\n').at(-1)!, /^retrain: error: interrupted while downloading http:.*group1-shard1of1\.bin.*: nothing was cached; run the same command again to start over$/);
+    assert.deepEqual(fs.readdirSync(cache), []);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
 });
 
 test('SIGKILL during bottleneck creation: nothing partial is trusted; a rerun computes only what is missing and gives the same model', async () => {

@@ -62,6 +62,8 @@ export interface ModuleOptions {
   inputHeight?: number;
   inputWidth?: number;
   timeoutMs?: number;
+  /** Stops a download on Ctrl-C. */
+  signal?: AbortSignal;
   log: Logger;
 }
 
@@ -81,7 +83,7 @@ function moduleName(spec: string, resolvedPath: string): string {
 }
 
 async function resolveSpec(opts: ModuleOptions): Promise<string> {
-  if (isModuleUrl(opts.spec)) return downloadModule(opts.spec, { cacheDir: opts.cacheDir, timeoutMs: opts.timeoutMs, log: opts.log });
+  if (isModuleUrl(opts.spec)) return downloadModule(opts.spec, { cacheDir: opts.cacheDir, timeoutMs: opts.timeoutMs, signal: opts.signal, log: opts.log });
   const p = path.resolve(opts.spec);
   const st = fs.statSync(p, { throwIfNoEntry: false });
   if (!st) {
