@@ -52,6 +52,8 @@ before(async () => {
   // Hidden files are not images of the class, whatever they hold.
   fs.writeFileSync(path.join(red, '.hidden.jpg'), 'not an image');
   fs.writeFileSync(path.join(red, '._resource-fork.png'), Buffer.alloc(10));
+  fs.mkdirSync(path.join(images, '.thumbnails'));
+  await noisyRgb(40, 30, [10, 10, 10]).png().toFile(path.join(images, '.thumbnails', 'thumb.png'));
 
   // A colour inside the CMYK gamut, so the CMYK round trip keeps it.
   const px = () => noisyRgb(48, 32, [180, 120, 90]);
@@ -115,6 +117,7 @@ test('each bad image is skipped with one warning naming it and why, listed in th
   // Hidden files are not part of any class.
   const listed = Object.values(summary.split).flatMap((byLabel) => Object.values(byLabel as Record<string, string[]>).flat());
   assert.ok(!listed.some((n) => n.startsWith('.')), 'hidden files listed');
+  assert.deepEqual(Object.values(summary.classes).sort(), ['green', 'odd', 'red'], 'a hidden folder is not a class');
   // Every good image, odd names included, got a bottleneck and nothing else failed.
   for (const name of GOOD) assert.ok(listed.includes(name), `${name} not in the split`);
   assert.equal(summary.bottlenecks.computed, 3 * 10 + GOOD.length);
