@@ -245,7 +245,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
       }
     });
 
-    throwIfInterrupted(o.signal, 'interrupted before export: nothing was written; the bottleneck cache is kept');
+    throwIfInterrupted(o.signal, 'interrupted before export: the model was not exported; the bottleneck cache is kept');
     await timed('export', async () => {
       await exportModel(extractor, await head.values(), { dir: o.outputGraph, labels, finalTensorName: o.finalTensorName });
       await writeLabels(o.outputLabels, labels);

@@ -125,7 +125,7 @@ test('Ctrl-C during training stops within a second with exit 130 and writes no m
   const elapsed = performance.now() - t0;
   assert.equal(r.status, 130, r.stderr);
   assert.ok(elapsed < 1000, `took ${elapsed.toFixed(0)} ms to stop`);
-  assert.match(r.stderr.trim().split('\n').at(-1)!, /^retrain: error: interrupted at training step \d+: nothing was written; the bottleneck cache is kept$/);
+  assert.match(r.stderr.trim().split('\n').at(-1)!, /^retrain: error: interrupted at training step \d+: the model was not exported; the bottleneck cache is kept$/);
   assert.equal(cacheFiles(out).final.length, TOTAL);
   assert.ok(!fs.existsSync(path.join(out, 'graph')) && !fs.existsSync(path.join(out, 'summary.json')));
 });

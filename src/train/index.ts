@@ -179,7 +179,7 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
       if (opts.signal) {
         // Training is synchronous: let a Ctrl-C handler run.
         await yieldToEventLoop();
-        throwIfInterrupted(opts.signal, `interrupted at training step ${i}: nothing was written; the bottleneck cache is kept`);
+        throwIfInterrupted(opts.signal, `interrupted at training step ${i}: the model was not exported; the bottleneck cache is kept`);
       }
     }
     tf.dispose([batch.x, batch.y]);
