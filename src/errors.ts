@@ -36,3 +36,11 @@ export class ImageError extends RetrainError {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** The run was stopped (Ctrl-C): exit status 130, as a shell reports SIGINT. */
+export class InterruptedError extends RetrainError {
+  constructor(message: string) {
+    super(message, 130);
+    this.name = 'InterruptedError';
+  }
+}

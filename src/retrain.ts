@@ -14,6 +14,7 @@ import { checkTensorFlowExport, exportSavedModel, isFrozenGraphPath } from './ex
 import type { Logger } from './log.js';
 import { loadFeatureExtractor } from './module/index.js';
 import { moduleSummary, predictionSummary, splitSummary, writeSummary, type RunSummary } from './summary/index.js';
+import { throwIfInterrupted } from './util/abort.js';
 import { predictSet, trainHead, validateTrainOptions, type LabeledSet } from './train/index.js';
 import { writeReport } from './report/index.js';
 import { TrainingSummaries } from './tensorboard/index.js';
@@ -53,6 +54,8 @@ export interface RetrainOptions {
   summariesDir: string;
   /** report.html and its CSVs; beside --output_graph when unset. */
   reportDir?: string;
+  /** Aborting it (the CLI does on Ctrl-C) stops the run with an InterruptedError; finished cache files are kept. */
+  signal?: AbortSignal;
 }
 
 export function defaultRetrainOptions(): Omit<RetrainOptions, 'imageDir' | 'tfhubModule' | 'moduleCacheDir'> {
@@ -159,6 +162,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
       inputRange: o.inputRange,
       inputHeight: o.inputHeight,
       inputWidth: o.inputWidth,
+      signal: o.signal,
       log,
     }),
   );
@@ -182,7 +186,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
   try {
     checkTensorFlowExport(info, o);
     const bottlenecks = await timed('bottlenecks', () =>
-      cacheBottlenecks(lists, extractor, { bottleneckDir: o.bottleneckDir, batchSize: o.bottleneckBatchSize, strict: o.strict, log }),
+      cacheBottlenecks(lists, extractor, { bottleneckDir: o.bottleneckDir, batchSize: o.bottleneckBatchSize, strict: o.strict, signal: o.signal, log }),
     );
     summary.bottlenecks = { computed: bottlenecks.computed, cached: bottlenecks.cached, failed: bottlenecks.failed };
     log.info(`Bottlenecks: ${bottlenecks.computed} computed, ${bottlenecks.cached} cached, ${bottlenecks.failed.length} failed`);
@@ -207,6 +211,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
         evalStepInterval: o.evalStepInterval,
         seed: o.seed,
         intermediateStoreFrequency: o.intermediateStoreFrequency,
+        signal: o.signal,
         onIntermediate: async (step, head) => {
           const dir = path.join(o.intermediateOutputGraphsDir, `intermediate_${step}${isFrozenGraphPath(o.outputGraph) ? '.pb' : ''}`);
           await exportModel(extractor, await head.values(), { dir, labels, finalTensorName: o.finalTensorName });
@@ -246,6 +251,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
       }
     });
 
+    throwIfInterrupted(o.signal, 'interrupted before export: the model was not exported; the bottleneck cache is kept');
     await timed('export', async () => {
       await exportModel(extractor, await head.values(), { dir: o.outputGraph, labels, finalTensorName: o.finalTensorName });
       await writeLabels(o.outputLabels, labels);

@@ -12,7 +12,9 @@ import { ImageError, RetrainError, errorMessage } from '../errors.js';
 import { decodeImage, toModuleInput } from '../image/index.js';
 import type { Logger } from '../log.js';
 import type { FeatureExtractor } from '../module/index.js';
+import { throwIfInterrupted } from '../util/abort.js';
 import { writeAtomic } from '../util/fsutil.js';
+import { removeStaleTemps } from './cleanup.js';
 import { decodeBottleneck, encodeBottleneck, type ImageStamp } from './format.js';
 
 export interface BottleneckOptions {
@@ -21,6 +23,8 @@ export interface BottleneckOptions {
   batchSize?: number;
   /** Make any unusable image fatal instead of skipping it. */
   strict?: boolean;
+  /** Stops between batches once aborted (Ctrl-C), keeping every finished file. */
+  signal?: AbortSignal;
   log: Logger;
 }
 
@@ -64,6 +68,8 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
     result.failed.push({ file, reason });
   };
 
+  const stale = await removeStaleTemps(opts.bottleneckDir, lists.classes.map((c) => c.dir));
+  if (stale > 0) log.info(`Removed ${stale} temp files that killed runs left in ${opts.bottleneckDir}`);
   const refs = allImages(lists);
   const todo: Job[] = [];
   const io = pLimit(32);
@@ -125,10 +131,27 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
   for (let i = 0; i < todo.length; i += batchSize) batches.push(todo.slice(i, i + batchSize));
   let next = batches.length > 0 ? prepare(batches[0]!) : undefined;
   let lastReported = 0;
+  let writeError: unknown;
+  const stopIfInterrupted = async () => {
+    if (writeError) {
+      await Promise.all(pendingWrites);
+      throw writeError;
+    }
+    if (!opts.signal?.aborted) return;
+    // Files already computed are kept: a rerun then computes only the rest.
+    await Promise.all(pendingWrites);
+    const left = todo.length - result.computed - result.failed.length;
+    throwIfInterrupted(
+      opts.signal,
+      `interrupted: ${result.computed} new bottleneck files saved in ${opts.bottleneckDir}, ${left} still to compute; run the same command again to continue`,
+    );
+  };
   for (let b = 0; b < batches.length; b++) {
+    await stopIfInterrupted();
     const current = next!;
     next = b + 1 < batches.length ? prepare(batches[b + 1]!) : undefined;
     const errors = await current.ready;
+    await stopIfInterrupted();
     const okIdx: number[] = [];
     errors.forEach((e, i) => (e ? fail(e.file, e.reason, e.cause) : okIdx.push(i)));
     if (okIdx.length === 0) continue;
@@ -148,7 +171,8 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
       const values = flat.slice(k * info.bottleneckSize, (k + 1) * info.bottleneckSize);
       result.values.set(job.ref.file, values);
       result.computed++;
-      pendingWrites.push(writes(() => writeAtomic(job.cacheFile, encodeBottleneck(values, info.id, job.stamp))));
+      // Caught here so a failing write (read-only or full disk) stops the run with its own message, not as an unhandled rejection.
+      pendingWrites.push(writes(() => writeAtomic(job.cacheFile, encodeBottleneck(values, info.id, job.stamp))).catch((err: unknown) => void (writeError ??= err)));
     });
     log.progress?.('bottlenecks', result.computed + result.failed.length, todo.length);
     if (Math.floor(result.computed / 100) > lastReported) {
@@ -157,5 +181,6 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
     }
   }
   await Promise.all(pendingWrites);
+  if (writeError) throw writeError;
   return result;
 }

@@ -103,7 +103,7 @@ export async function runMain(name: string, verbose: () => boolean, body: () => 
     }
     if (err instanceof RetrainError) {
       process.stderr.write(`${name}: error: ${err.message}\n`);
-      if (verbose() && err.cause instanceof Error) process.stderr.write(`${err.cause.stack}\n`);
+      if (verbose()) process.stderr.write(`${err.cause instanceof Error ? err.cause.stack : err.stack}\n`);
       process.exitCode = err.exitCode;
       return;
     }
@@ -111,4 +111,19 @@ export async function runMain(name: string, verbose: () => boolean, body: () => 
     if (verbose() && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     process.exitCode = 1;
   }
+}
+
+/**
+ * Ctrl-C aborts the returned signal, so the library stops at its next check and
+ * keeps what it finished; a second Ctrl-C quits at once (every file is written
+ * atomically, so nothing half-written is trusted later).
+ */
+export function onInterrupt(): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const handler = () => {
+    if (controller.signal.aborted) process.exit(130);
+    controller.abort();
+  };
+  process.on('SIGINT', handler);
+  return { signal: controller.signal, dispose: () => process.off('SIGINT', handler) };
 }

@@ -5,7 +5,7 @@ import { DEFAULT_MODULE, parseRange } from '../module/index.js';
 import { defaultModuleCacheDir } from '../module/download.js';
 import { defaultRetrainOptions, runRetrain, type RetrainOptions } from '../retrain.js';
 import { expandHome } from '../util/fsutil.js';
-import { configureCommand, floatArg, intArg, runMain, stderrLogger } from './common.js';
+import { configureCommand, floatArg, intArg, onInterrupt, runMain, stderrLogger } from './common.js';
 
 const d = defaultRetrainOptions();
 
@@ -89,10 +89,12 @@ export function optionsFromFlags(f: Flags): RetrainOptions {
 export async function main(argv: string[] = process.argv): Promise<void> {
   const cmd = retrainCommand();
   const log = stderrLogger('retrain');
+  const interrupt = onInterrupt();
   await runMain('retrain', () => argv.includes('--verbose'), async () => {
     cmd.parse(argv);
-    await runRetrain(optionsFromFlags(cmd.opts()), log);
+    await runRetrain({ ...optionsFromFlags(cmd.opts()), signal: interrupt.signal }, log);
     return 0;
   });
+  interrupt.dispose();
   log.stop();
 }

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { RetrainError } from '../errors.js';
+import { RetrainError, errorMessage } from '../errors.js';
 import { rangeToMeanStd } from '../image/index.js';
 import type { FeatureExtractor, ModuleInfo } from '../module/index.js';
 import { folderSaveHandler, weightByteLength } from '../module/io.js';
@@ -87,7 +87,13 @@ export interface ExportOptions {
 
 export async function exportModel(ex: FeatureExtractor, head: HeadValues, opts: ExportOptions): Promise<void> {
   if (isFrozenGraphPath(opts.dir)) return exportFrozenGraph(ex, head, opts);
-  const st = fs.statSync(opts.dir, { throwIfNoEntry: false });
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(opts.dir, { throwIfNoEntry: false });
+  } catch (err) {
+    // ENOTDIR: a file where a parent folder should be.
+    throw new RetrainError(`cannot write ${opts.dir}: ${errorMessage(err)}`, 1, { cause: err });
+  }
   if (st && !st.isDirectory()) throw new RetrainError(`--output_graph ${opts.dir} is a file: give a folder for the TF.js model`);
   if (ex.info.format === 'layers-model') await exportLayers(ex, head, opts);
   else if (ex.info.format === 'graph-model') await exportGraph(ex, head, opts);

@@ -60,9 +60,18 @@ export async function decodeImage(file: string): Promise<RgbImage> {
       ? `image is larger than ${MAX_INPUT_PIXELS} pixels (possible decompression bomb)`
       : /unsupported image format/i.test(msg)
         ? 'not an image sharp can decode'
-        : `cannot decode: ${msg.split('\n')[0]}`;
+        : truncation(input) ?? `cannot decode: ${msg.split('\n')[0]}`;
     throw new ImageError(file, reason, { cause: err });
   }
+}
+
+/** libvips often reports a cut-off file as "Unknown error": name the likely cause when the end marker is missing. */
+function truncation(input: Buffer): string | undefined {
+  const isJpeg = input[0] === 0xff && input[1] === 0xd8;
+  if (isJpeg && input.lastIndexOf(Buffer.from([0xff, 0xd9])) < 0) return 'truncated JPEG (no end-of-image marker): the file was cut short';
+  const isPng = input.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+  if (isPng && input.lastIndexOf('IEND') < 0) return 'truncated PNG (no IEND chunk): the file was cut short';
+  return undefined;
 }
 
 /**

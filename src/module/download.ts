@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { RetrainError, UsageError, errorMessage } from '../errors.js';
+import { InterruptedError, RetrainError, UsageError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { writeAtomic } from '../util/fsutil.js';
 import { checkWeightPath, expectedGroupBytes, parseModelJson, readModelFiles } from './io.js';
@@ -17,6 +17,8 @@ export interface DownloadOptions {
   cacheDir: string;
   /** Per request, redirects and body included; default 60000. */
   timeoutMs?: number;
+  /** Aborting it (Ctrl-C) stops the download at once; nothing is cached. */
+  signal?: AbortSignal;
   log: Logger;
 }
 
@@ -72,7 +74,7 @@ export async function downloadModule(url: string, opts: DownloadOptions): Promis
   const tmp = siblingName(entry, 'tmp');
   await mkdirOrFail(tmp);
   try {
-    await fetchModel(jsonUrl, tmp, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    await fetchModel(jsonUrl, tmp, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, opts.signal);
     readModelFiles(path.join(tmp, 'model.json'));
     const record = { url, modelJsonUrl: jsonUrl, downloadedAt: new Date().toISOString() };
     await writeAtomic(path.join(tmp, 'retrain-download.json'), `${JSON.stringify(record, null, 2)}\n`);
@@ -83,11 +85,11 @@ export async function downloadModule(url: string, opts: DownloadOptions): Promis
   return entryJson;
 }
 
-async function fetchModel(jsonUrl: string, dir: string, timeoutMs: number): Promise<void> {
+async function fetchModel(jsonUrl: string, dir: string, timeoutMs: number, userSignal?: AbortSignal): Promise<void> {
   const chunks: Uint8Array[] = [];
   await fetchBody(jsonUrl, MAX_MODEL_JSON_BYTES, timeoutMs, (chunk) => {
     chunks.push(chunk);
-  });
+  }, userSignal);
   const jsonText = Buffer.concat(chunks).toString('utf8');
   const json = parseModelJson(jsonText, jsonUrl);
   await writeAtomic(path.join(dir, 'model.json'), jsonText);
@@ -112,7 +114,7 @@ async function fetchModel(jsonUrl: string, dir: string, timeoutMs: number): Prom
           await fh.write(chunk).catch((err: unknown) => {
             throw new RetrainError(`cannot write ${file}: ${errorMessage(err)}`, 1, { cause: err });
           });
-        });
+        }, userSignal);
       } finally {
         await fh.close();
       }
@@ -139,12 +141,21 @@ function weightUrl(jsonUrl: string, weightPath: string): string {
  * GETs `url`, following redirects by hand so every hop obeys the https rule, and streams
  * the body to `sink`. More than `maxBytes` aborts the transfer at once. Returns the byte count.
  */
-async function fetchBody(url: string, maxBytes: number, timeoutMs: number, sink: (chunk: Uint8Array) => unknown): Promise<number> {
-  const signal = AbortSignal.timeout(timeoutMs);
+async function fetchBody(
+  url: string,
+  maxBytes: number,
+  timeoutMs: number,
+  sink: (chunk: Uint8Array) => unknown,
+  userSignal?: AbortSignal,
+): Promise<number> {
+  const timeout = AbortSignal.timeout(timeoutMs);
+  const signal = userSignal ? AbortSignal.any([timeout, userSignal]) : timeout;
   const fail = (reason: string, cause?: unknown): RetrainError =>
-    new RetrainError(`cannot download ${url}: ${signal.aborted ? `timed out after ${timeoutMs / 1000} s` : reason}; ${OFFLINE_HINT}`, 1, {
-      cause,
-    });
+    userSignal?.aborted
+      ? new InterruptedError(`interrupted while downloading ${url}: nothing was cached; run the same command again to start over`)
+      : new RetrainError(`cannot download ${url}: ${signal.aborted ? `timed out after ${timeoutMs / 1000} s` : reason}; ${OFFLINE_HINT}`, 1, {
+          cause,
+        });
 
   let current = url;
   let response: Response | undefined;

@@ -62,6 +62,8 @@ export interface ModuleOptions {
   inputHeight?: number;
   inputWidth?: number;
   timeoutMs?: number;
+  /** Stops a download on Ctrl-C. */
+  signal?: AbortSignal;
   log: Logger;
 }
 
@@ -81,7 +83,7 @@ function moduleName(spec: string, resolvedPath: string): string {
 }
 
 async function resolveSpec(opts: ModuleOptions): Promise<string> {
-  if (isModuleUrl(opts.spec)) return downloadModule(opts.spec, { cacheDir: opts.cacheDir, timeoutMs: opts.timeoutMs, log: opts.log });
+  if (isModuleUrl(opts.spec)) return downloadModule(opts.spec, { cacheDir: opts.cacheDir, timeoutMs: opts.timeoutMs, signal: opts.signal, log: opts.log });
   const p = path.resolve(opts.spec);
   const st = fs.statSync(p, { throwIfNoEntry: false });
   if (!st) {
@@ -168,7 +170,7 @@ export async function loadFeatureExtractor(opts: ModuleOptions): Promise<Feature
   const where = opts.spec;
   const loadErr = (err: unknown): never => {
     const msg = errorMessage(err);
-    const op = /(?:op|Op)[^']*'([^']+)'|Unknown layer: (\S+)|class name: (\S+)/.exec(msg);
+    const op = /(?:op|Op)[^']*'([^']+)'|Unknown layer: (\S+?)\.?(?:\s|$)|class name: (\S+)/.exec(msg);
     const what = op ? ` (unsupported op or layer: ${op[1] ?? op[2] ?? op[3]})` : '';
     throw new RetrainError(`cannot load module ${where} as a TF.js ${format}${what}: ${msg.split('\n')[0]}`, 1, { cause: err });
   };

@@ -136,13 +136,8 @@ export function folderSaveHandler(dir: string): tf.io.IOHandler {
       const data = artifacts.weightData
         ? new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData as ArrayBuffer | ArrayBuffer[]))
         : new Uint8Array(0);
-      const paths: string[] = [];
       const shards = Math.max(1, Math.ceil(data.byteLength / SHARD_BYTES));
-      for (let i = 0; i < shards; i++) {
-        const name = `group1-shard${i + 1}of${shards}.bin`;
-        await writeAtomic(path.join(dir, name), data.subarray(i * SHARD_BYTES, (i + 1) * SHARD_BYTES));
-        paths.push(name);
-      }
+      const paths = Array.from({ length: shards }, (_, i) => `group1-shard${i + 1}of${shards}.bin`);
       const json: Record<string, unknown> = {
         format: artifacts.format,
         generatedBy: artifacts.generatedBy,
@@ -154,7 +149,22 @@ export function folderSaveHandler(dir: string): tf.io.IOHandler {
       if (artifacts.userDefinedMetadata) json['userDefinedMetadata'] = artifacts.userDefinedMetadata;
       if (artifacts.modelInitializer) json['modelInitializer'] = artifacts.modelInitializer;
       if (artifacts.trainingConfig) json['trainingConfig'] = artifacts.trainingConfig;
-      await writeAtomic(path.join(dir, 'model.json'), JSON.stringify(json));
+      // An old model.json beside new shards would pass for a model: until the new one lands there is none.
+      try {
+        await fs.promises.rm(path.join(dir, 'model.json'), { force: true });
+      } catch (err) {
+        throw new RetrainError(`cannot write ${path.join(dir, 'model.json')}: ${errorMessage(err)}`, 1, { cause: err });
+      }
+      try {
+        for (const [i, name] of paths.entries()) {
+          await writeAtomic(path.join(dir, name), data.subarray(i * SHARD_BYTES, (i + 1) * SHARD_BYTES));
+        }
+        await writeAtomic(path.join(dir, 'model.json'), JSON.stringify(json));
+      } catch (err) {
+        // A failed save (full or read-only disk) leaves no shards without their model.json.
+        await Promise.all(paths.map((p) => fs.promises.rm(path.join(dir, p), { force: true }).catch(() => {})));
+        throw err;
+      }
       return {
         modelArtifactsInfo: {
           dateSaved: new Date(),

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { throwIfInterrupted, yieldToEventLoop } from '../util/abort.js';
 
 /** Bottlenecks of one category as a dense matrix, with their class indices. */
 export interface LabeledSet {
@@ -30,6 +31,8 @@ export interface TrainOptions {
   onIntermediate?: (step: number, head: Head) => Promise<void>;
   /** Called at every evaluation, for summaries. */
   onEval?: (point: EvalPoint, head: Head) => void | Promise<void>;
+  /** Checked at every evaluation (Ctrl-C). */
+  signal?: AbortSignal;
   log: Logger;
 }
 
@@ -173,6 +176,11 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
       log.info(`Step ${i}: Cross entropy = ${train.crossEntropy.toFixed(6)}`);
       if (val.n > 0) log.info(`Step ${i}: Validation accuracy = ${(val.accuracy * 100).toFixed(1)}% (N=${val.n})`);
       await opts.onEval?.(point, head);
+      if (opts.signal) {
+        // Training is synchronous: let a Ctrl-C handler run.
+        await yieldToEventLoop();
+        throwIfInterrupted(opts.signal, `interrupted at training step ${i}: the model was not exported; the bottleneck cache is kept`);
+      }
     }
     tf.dispose([batch.x, batch.y]);
     log.progress?.('training', i + 1, opts.steps);
