@@ -30,6 +30,7 @@ async function setup(moduleKind: 'layers' | 'graph') {
     '--output_graph', path.join(root, 'out'),
     '--output_labels', path.join(root, 'labels.txt'),
     '--summary_json', path.join(root, 'summary.json'),
+    '--summaries_dir', path.join(root, 'logs'),
     '--how_many_training_steps', '60',
     '--learning_rate', '0.5',
     '--eval_step_interval', '20',

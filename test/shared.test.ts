@@ -81,7 +81,7 @@ test('default flags: test accuracy >= 80%, label-image agrees, the export loads 
   const out = path.join(work, 'output_graph');
   const labels = path.join(work, 'output_labels.txt');
   const s = path.join(work, 's2.json');
-  const args = ['--image_dir', FLOWERS, '--tfhub_module', LAYERS_V2, '--bottleneck_dir', bottlenecks, '--output_graph', out, '--output_labels', labels, '--summary_json', s];
+  const args = ['--image_dir', FLOWERS, '--tfhub_module', LAYERS_V2, '--bottleneck_dir', bottlenecks, '--output_graph', out, '--output_labels', labels, '--summary_json', s, '--summaries_dir', path.join(work, 'logs')];
   const run1 = runCli('retrain', args);
   assert.equal(run1.status, 0, run1.stderr);
   const sum = readSummary(s);

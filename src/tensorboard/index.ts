@@ -4,6 +4,7 @@
  * suffixes: `accuracy` and `cross_entropy` were already taken by name scopes).
  */
 import fs from 'node:fs';
+import { RetrainError, errorMessage } from '../errors.js';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import type { EvalPoint, Head } from '../train/index.js';
@@ -37,7 +38,13 @@ export function variableSummaries(scope: string, values: ArrayLike<number>): Sum
 function clearOldEvents(dir: string): void {
   if (!fs.existsSync(dir)) return;
   for (const name of fs.readdirSync(dir)) {
-    if (name.startsWith('events.out.tfevents.')) fs.rmSync(path.join(dir, name), { force: true });
+    if (!name.startsWith('events.out.tfevents.')) continue;
+    const file = path.join(dir, name);
+    try {
+      fs.rmSync(file, { force: true });
+    } catch (err) {
+      throw new RetrainError(`cannot remove the earlier event file ${file}: ${errorMessage(err)}; pass another --summaries_dir`, 1, { cause: err });
+    }
   }
 }
 

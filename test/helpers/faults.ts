@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
 import sharp, { type Sharp } from 'sharp';
 import { folderSaveHandler } from '../../src/module/io.js';
-import { REPO_ROOT, useCpuBackend, type CliResult } from './fixtures.js';
+import { REPO_ROOT, cliEnv, useCpuBackend, type CliResult } from './fixtures.js';
 
 export interface Running {
   child: ChildProcess;
@@ -20,7 +20,7 @@ export interface Running {
 /** Starts bin/<command>.js in a child process; `done` settles when it exits. */
 export function startCli(command: 'retrain' | 'label-image', args: string[], env: NodeJS.ProcessEnv = {}, user: { uid?: number; gid?: number } = {}): Running {
   const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', `${command}.js`), ...args], {
-    env: { ...process.env, CI: '1', ...env },
+    env: cliEnv({ CI: '1', ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
     ...user,
   });

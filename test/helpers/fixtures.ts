@@ -150,11 +150,21 @@ export interface CliResult {
   stderr: string;
 }
 
+/**
+ * The environment for a CLI child: its own TMPDIR (writable by any user), so defaults
+ * under <tmpdir> (bottleneck_dir, summaries_dir, output_graph…) never collide between tests.
+ */
+export function cliEnv(env: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const tmp = tempDir('retrain-cli-tmp-');
+  fs.chmodSync(tmp, 0o1777);
+  return { ...process.env, TMPDIR: tmp, ...env };
+}
+
 /** Runs one of the bin/ commands as a user would, in a child process. */
 export function runCli(command: 'retrain' | 'label-image', args: string[], env: NodeJS.ProcessEnv = {}): CliResult {
   const r = spawnSync(process.execPath, [path.join(REPO_ROOT, 'bin', `${command}.js`), ...args], {
     encoding: 'utf8',
-    env: { ...process.env, ...env },
+    env: cliEnv(env),
     timeout: 10 * 60 * 1000,
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
