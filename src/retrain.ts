@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { initBackend, type BackendChoice } from './backend.js';
 import { cacheBottlenecks, type Bottlenecks } from './bottleneck/index.js';
+import { validateShard } from './bottleneck/shard.js';
 import { CATEGORIES, createImageLists, validateSplit, type Category, type ImageLists } from './dataset/index.js';
 import { RetrainError, UsageError } from './errors.js';
 import { exportModel, writeLabels } from './export/index.js';
@@ -45,6 +46,11 @@ export interface RetrainOptions {
   bottlenecksOnly: boolean;
   /** Images per inference call when computing bottlenecks. */
   bottleneckBatchSize: number;
+  /** Threads that compute bottlenecks; 0 = the main thread; undefined = one per core. */
+  numWorkers?: number;
+  /** With --bottlenecks_only: compute only shard shardIndex of shardCount. */
+  shardIndex: number;
+  shardCount: number;
   strict: boolean;
 }
 
@@ -70,6 +76,8 @@ export function defaultRetrainOptions(): Omit<RetrainOptions, 'imageDir' | 'tfhu
     seed: 0,
     bottlenecksOnly: false,
     bottleneckBatchSize: 16,
+    shardIndex: 0,
+    shardCount: 1,
     strict: false,
   };
 }
@@ -94,6 +102,10 @@ function validate(o: RetrainOptions): void {
   if (!Number.isInteger(o.bottleneckBatchSize) || o.bottleneckBatchSize <= 0) {
     throw new UsageError(`--bottleneck_batch_size ${o.bottleneckBatchSize} must be a whole number above 0`);
   }
+  if (o.numWorkers !== undefined && (!Number.isInteger(o.numWorkers) || o.numWorkers < 0)) {
+    throw new UsageError(`--num_workers ${o.numWorkers} must be a whole number: 0 runs the module on the main thread`);
+  }
+  validateShard(o.shardIndex, o.shardCount, o.bottlenecksOnly);
   if (!Number.isInteger(o.seed)) throw new UsageError(`--seed ${o.seed} must be a whole number`);
   if (o.savedModelDir) {
     throw new UsageError(
@@ -178,7 +190,14 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
 
   try {
     const bottlenecks = await timed('bottlenecks', () =>
-      cacheBottlenecks(lists, extractor, { bottleneckDir: o.bottleneckDir, batchSize: o.bottleneckBatchSize, strict: o.strict, log }),
+      cacheBottlenecks(lists, extractor, {
+        bottleneckDir: o.bottleneckDir,
+        batchSize: o.bottleneckBatchSize,
+        strict: o.strict,
+        numWorkers: o.numWorkers,
+        shard: validateShard(o.shardIndex, o.shardCount, o.bottlenecksOnly),
+        log,
+      }),
     );
     summary.bottlenecks = { computed: bottlenecks.computed, cached: bottlenecks.cached, failed: bottlenecks.failed };
     log.info(`Bottlenecks: ${bottlenecks.computed} computed, ${bottlenecks.cached} cached, ${bottlenecks.failed.length} failed`);

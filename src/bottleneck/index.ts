@@ -6,14 +6,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import pLimit from 'p-limit';
-import * as tf from '@tensorflow/tfjs';
 import { allImages, type ImageLists, type ImageRef } from '../dataset/index.js';
-import { ImageError, RetrainError, errorMessage } from '../errors.js';
-import { decodeImage, toModuleInput } from '../image/index.js';
+import { RetrainError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { FeatureExtractor } from '../module/index.js';
 import { writeAtomic } from '../util/fsutil.js';
+import { computeBottlenecks } from './compute.js';
 import { decodeBottleneck, encodeBottleneck, type ImageStamp } from './format.js';
+import { inShard, type Shard } from './shard.js';
 
 export interface BottleneckOptions {
   bottleneckDir: string;
@@ -21,6 +21,10 @@ export interface BottleneckOptions {
   batchSize?: number;
   /** Make any unusable image fatal instead of skipping it. */
   strict?: boolean;
+  /** Inference threads (--num_workers); 0 runs the module on the main thread. Default: one per core. */
+  numWorkers?: number;
+  /** Only the images of this shard (--shard_index/--shard_count); the others are not even looked at. */
+  shard?: Shard;
   log: Logger;
 }
 
@@ -36,6 +40,8 @@ export interface Bottlenecks {
   computed: number;
   cached: number;
   failed: FailedImage[];
+  /** Worker threads that computed bottlenecks (0: main thread or nothing to compute). */
+  workers?: number;
 }
 
 export function bottleneckPath(dir: string, classDir: string, imageName: string, moduleName: string): string {
@@ -64,7 +70,7 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
     result.failed.push({ file, reason });
   };
 
-  const refs = allImages(lists);
+  const refs = allImages(lists).filter((ref) => inShard(lists.classes[ref.classIndex]!.dir, ref.name, opts.shard));
   const todo: Job[] = [];
   const io = pLimit(32);
   const checked = await Promise.all(
@@ -99,63 +105,26 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
   if (todo.length === 0) return result;
 
   log.info(`Creating ${todo.length} bottleneck files in ${opts.bottleneckDir}`);
-  const batchSize = Math.max(1, opts.batchSize ?? 16);
-  const { inputSpec } = extractor;
-  const pixels = inputSpec.height * inputSpec.width * 3;
-  const decodeLimit = pLimit(4);
   const writes = pLimit(16);
   const pendingWrites: Promise<void>[] = [];
-
-  // Decoding for batch k+1 runs on sharp's threads while batch k is in inference.
-  const prepare = (jobs: Job[]) => {
-    const input = new Float32Array(jobs.length * pixels);
-    const ready = jobs.map((job, i) =>
-      decodeLimit(async () => {
-        const img = await decodeImage(job.ref.file);
-        toModuleInput(img, inputSpec, input.subarray(i * pixels, (i + 1) * pixels));
-      }).then(
-        () => null,
-        (err: unknown) => (err instanceof ImageError ? err : new ImageError(job.ref.file, errorMessage(err), { cause: err })),
-      ),
-    );
-    return { jobs, input, ready: Promise.all(ready) };
-  };
-
-  const batches: Job[][] = [];
-  for (let i = 0; i < todo.length; i += batchSize) batches.push(todo.slice(i, i + batchSize));
-  let next = batches.length > 0 ? prepare(batches[0]!) : undefined;
   let lastReported = 0;
-  for (let b = 0; b < batches.length; b++) {
-    const current = next!;
-    next = b + 1 < batches.length ? prepare(batches[b + 1]!) : undefined;
-    const errors = await current.ready;
-    const okIdx: number[] = [];
-    errors.forEach((e, i) => (e ? fail(e.file, e.reason, e.cause) : okIdx.push(i)));
-    if (okIdx.length === 0) continue;
-    const input =
-      okIdx.length === current.jobs.length
-        ? current.input
-        : (() => {
-            const packed = new Float32Array(okIdx.length * pixels);
-            okIdx.forEach((src, dst) => packed.set(current.input.subarray(src * pixels, (src + 1) * pixels), dst * pixels));
-            return packed;
-          })();
-    const out = tf.tidy(() => extractor.extract(tf.tensor4d(input, [okIdx.length, inputSpec.height, inputSpec.width, 3])));
-    const flat = (await out.data()) as Float32Array;
-    out.dispose();
-    okIdx.forEach((src, k) => {
-      const job = current.jobs[src]!;
-      const values = flat.slice(k * info.bottleneckSize, (k + 1) * info.bottleneckSize);
+  const { workers } = await computeBottlenecks(
+    todo.map((job) => ({ ...job, file: job.ref.file })),
+    extractor,
+    { batchSize: opts.batchSize ?? 16, numWorkers: opts.numWorkers, log },
+    (job, values) => {
       result.values.set(job.ref.file, values);
       result.computed++;
       pendingWrites.push(writes(() => writeAtomic(job.cacheFile, encodeBottleneck(values, info.id, job.stamp))));
-    });
-    log.progress?.('bottlenecks', result.computed + result.failed.length, todo.length);
-    if (Math.floor(result.computed / 100) > lastReported) {
-      lastReported = Math.floor(result.computed / 100);
-      log.info(`${lastReported * 100} bottleneck files created.`);
-    }
-  }
+      log.progress?.('bottlenecks', result.computed + result.failed.length, todo.length);
+      if (Math.floor(result.computed / 100) > lastReported) {
+        lastReported = Math.floor(result.computed / 100);
+        log.info(`${lastReported * 100} bottleneck files created.`);
+      }
+    },
+    fail,
+  );
+  result.workers = workers;
   await Promise.all(pendingWrites);
   return result;
 }

@@ -13,6 +13,7 @@ import { rangeToMeanStd, type InputSpec } from '../image/index.js';
 import { activeBackend } from '../backend.js';
 import { modelFormat, modelJsonPathOf, readModelFiles, type LoadedModelFiles } from './io.js';
 import { downloadModule, isModuleUrl } from './download.js';
+import { layersForward } from './fused.js';
 
 export const DEFAULT_MODULE =
   'https://tfhub.dev/google/tfjs-model/imagenet/mobilenet_v2_100_224/feature_vector/3/default/1';
@@ -51,6 +52,8 @@ export interface FeatureExtractor {
   layersModel?: tf.LayersModel;
   /** Graph modules: the bottleneck's rank (2, or 4 for [N,1,1,D]). */
   bottleneckRank?: number;
+  /** Layers modules: whether inference runs with fused conv+bias+ReLU kernels. */
+  fused?: boolean;
 }
 
 export interface ModuleOptions {
@@ -62,6 +65,8 @@ export interface ModuleOptions {
   inputHeight?: number;
   inputWidth?: number;
   timeoutMs?: number;
+  /** Layers modules: false keeps tfjs' own layer-by-layer predict. */
+  fused?: boolean;
   log: Logger;
 }
 
@@ -190,7 +195,8 @@ export async function loadFeatureExtractor(opts: ModuleOptions): Promise<Feature
     const cut = layer === model.layers[model.layers.length - 1] ? model : tf.model({ inputs: model.inputs, outputs: layer.output as tf.SymbolicTensor });
     const [h, w] = pickSize(layersInputSize(cut), opts, where);
     const range = opts.inputRange ?? metadataRange(files) ?? [-1, 1];
-    const run = (x: tf.Tensor4D) => toVectorBatch(cut.predict(x) as tf.Tensor, `layer ${layerName}`);
+    const { forward, fused } = layersForward(cut, layerName, h, w, opts.fused !== false);
+    const run = (x: tf.Tensor4D) => toVectorBatch(forward(x), `layer ${layerName}`);
     const shape = probe(run, h, w);
     const info = makeInfo(opts, resolved, files, format, h, w, range, layerName, shape[1]!);
     return {
@@ -200,6 +206,7 @@ export async function loadFeatureExtractor(opts: ModuleOptions): Promise<Feature
       dispose: () => model.dispose(),
       files,
       layersModel: cut,
+      fused,
     };
   }
 
