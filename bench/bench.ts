@@ -89,6 +89,7 @@ async function main(): Promise<void> {
 
     const training = labeledSet(lists, warm.b, 'training');
     const s0 = performance.now();
+    const sc0 = process.cpuUsage();
     await trainHead(training, labeledSet(lists, warm.b, 'validation'), lists.classes.length, warm.b.size, {
       steps: f.how_many_training_steps,
       learningRate: 0.01,
@@ -100,6 +101,7 @@ async function main(): Promise<void> {
       log: silentLogger,
     }).then((r) => r.head.dispose());
     const trainS = (performance.now() - s0) / 1000;
+    const trainCpuS = cpuMs(process.cpuUsage(sc0)) / 1000;
     extractor.dispose();
     const peakRssMb = process.resourceUsage().maxRSS / 1024;
 
@@ -138,6 +140,7 @@ async function main(): Promise<void> {
       train_batch_size: f.train_batch_size,
       train_s: round(trainS, 2),
       train_steps_per_s: round(f.how_many_training_steps / trainS),
+      train_cpu_s: round(trainCpuS, 2),
       second_run_first_step_s: round(runWallS - after, 2),
       second_run_computed: s.bottlenecks.computed,
       second_run_timings_s: s.timings_s,
