@@ -70,6 +70,11 @@ test('MobileNet V2 1.0 224 fused on wasm matches its plain layers model within 1
     const d = maxDiff(run(x), cut.predict(x) as tf.Tensor);
     assert.ok(d <= FUSED_TOLERANCE, `differs by ${d}`);
     const extractor = await loadFeatureExtractor({ spec, cacheDir: '', log: silentLogger });
+    assert.equal(extractor.info.bottleneckSize, 1280);
+    const y = extractor.extract(x);
+    assert.deepEqual(y.shape, [2, 1280]);
+    assert.ok(maxDiff(y, cut.predict(x) as tf.Tensor) <= FUSED_TOLERANCE);
+    // Still fused after the check the first call runs.
     assert.equal(extractor.fused, true);
     extractor.dispose();
     model.dispose();

@@ -191,23 +191,50 @@ export function fusedLayersRunner(model: tf.LayersModel, outputLayer: string): (
 /** Largest difference allowed between the fused and the plain model on the check input. */
 export const FUSED_TOLERANCE = 1e-4;
 
+export interface LayersForward {
+  forward(x: tf.Tensor4D): tf.Tensor;
+  /** Whether the fused runner is in use (it may still be dropped at the first call's check). */
+  readonly fused: boolean;
+}
+
 /**
  * The fused runner when it exists and gives the plain model's output on a random
- * image (within FUSED_TOLERANCE), else the plain `predict`. The check costs one
- * inference and guards against any layer option this file reads wrongly.
+ * image (within FUSED_TOLERANCE), else the plain `predict`. The check guards against
+ * any layer option this file reads wrongly; it runs at the first call, so a run
+ * that finds every bottleneck cached never runs the model at all.
  */
-export function layersForward(model: tf.LayersModel, outputLayer: string, height: number, width: number, allowFused = true): {
-  forward: (x: tf.Tensor4D) => tf.Tensor;
-  fused: boolean;
-} {
+export function layersForward(model: tf.LayersModel, outputLayer: string, height: number, width: number, allowFused = true): LayersForward {
   const plain = (x: tf.Tensor4D) => model.predict(x) as tf.Tensor;
-  const fused = allowFused ? fusedLayersRunner(model, outputLayer) : undefined;
-  if (!fused) return { forward: plain, fused: false };
-  const diff = tf.tidy(() => {
-    const x = tf.randomUniform([1, height, width, 3], -1, 1, 'float32', 1) as tf.Tensor4D;
-    const a = fused(x);
-    const b = plain(x);
-    return a.shape.join() === b.shape.join() ? tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]! : Infinity;
-  });
-  return diff <= FUSED_TOLERANCE ? { forward: fused, fused: true } : { forward: plain, fused: false };
+  let fused = allowFused ? fusedLayersRunner(model, outputLayer) : undefined;
+  let checked = false;
+  const check = (run: (x: tf.Tensor4D) => tf.Tensor) => {
+    checked = true;
+    const diff = tf.tidy(() => {
+      const x = tf.randomUniform([1, height, width, 3], -1, 1, 'float32', 1) as tf.Tensor4D;
+      const a = run(x);
+      const b = plain(x);
+      return a.shape.join() === b.shape.join() ? tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]! : Infinity;
+    });
+    if (!(diff <= FUSED_TOLERANCE)) fused = undefined;
+  };
+  return {
+    forward(x) {
+      if (fused && !checked) check(fused);
+      return fused ? fused(x) : plain(x);
+    },
+    get fused() {
+      return fused !== undefined;
+    },
+  };
+}
+
+/** The bottleneck size a layer declares ([N, D] or [N, 1, 1, D]), without running the model. */
+export function declaredVectorSize(model: tf.LayersModel, layerName: string): number | undefined {
+  const shape = model.getLayer(layerName).outputShape;
+  if (!Array.isArray(shape) || Array.isArray(shape[0])) return undefined;
+  const dims = shape as Array<number | null>;
+  const d = dims[dims.length - 1];
+  if (typeof d !== 'number' || d <= 0) return undefined;
+  if (dims.length === 2 || (dims.length === 4 && dims[1] === 1 && dims[2] === 1)) return d;
+  return undefined;
 }

@@ -13,7 +13,7 @@ import { rangeToMeanStd, type InputSpec } from '../image/index.js';
 import { activeBackend } from '../backend.js';
 import { modelFormat, modelJsonPathOf, readModelFiles, type LoadedModelFiles } from './io.js';
 import { downloadModule, isModuleUrl } from './download.js';
-import { layersForward } from './fused.js';
+import { declaredVectorSize, layersForward } from './fused.js';
 
 export const DEFAULT_MODULE =
   'https://tfhub.dev/google/tfjs-model/imagenet/mobilenet_v2_100_224/feature_vector/3/default/1';
@@ -195,10 +195,11 @@ export async function loadFeatureExtractor(opts: ModuleOptions): Promise<Feature
     const cut = layer === model.layers[model.layers.length - 1] ? model : tf.model({ inputs: model.inputs, outputs: layer.output as tf.SymbolicTensor });
     const [h, w] = pickSize(layersInputSize(cut), opts, where);
     const range = opts.inputRange ?? metadataRange(files) ?? [-1, 1];
-    const { forward, fused } = layersForward(cut, layerName, h, w, opts.fused !== false);
-    const run = (x: tf.Tensor4D) => toVectorBatch(forward(x), `layer ${layerName}`);
-    const shape = probe(run, h, w);
-    const info = makeInfo(opts, resolved, files, format, h, w, range, layerName, shape[1]!);
+    const lf = layersForward(cut, layerName, h, w, opts.fused !== false);
+    const run = (x: tf.Tensor4D) => toVectorBatch(lf.forward(x), `layer ${layerName}`);
+    // The declared shape spares a cached run its first (slow, kernel-compiling) inference.
+    const size = declaredVectorSize(cut, layerName) ?? probe(run, h, w)[1]!;
+    const info = makeInfo(opts, resolved, files, format, h, w, range, layerName, size);
     return {
       info,
       inputSpec: { height: h, width: w, ...rangeToMeanStd(range) },
@@ -206,7 +207,9 @@ export async function loadFeatureExtractor(opts: ModuleOptions): Promise<Feature
       dispose: () => model.dispose(),
       files,
       layersModel: cut,
-      fused,
+      get fused() {
+        return lf.fused;
+      },
     };
   }
 
