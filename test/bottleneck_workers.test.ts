@@ -70,3 +70,18 @@ test('an unreadable image is skipped by the pool, and fatal with --strict', asyn
   );
   extractor.dispose();
 });
+
+test('workers that cannot load the same module leave the work to the main thread', async () => {
+  await initBackend('cpu');
+  const dir = await makeLayersModel(path.join(root, 'changing'), 1);
+  const extractor = await loadFeatureExtractor({ spec: dir, cacheDir: '', bottleneckLayer: 'pool', log: silentLogger });
+  const want = await cacheBottlenecks(lists, extractor, { bottleneckDir: path.join(root, 'changing-0'), batchSize: 5, numWorkers: 0, log: silentLogger });
+  // Another model under the same path: the workers' module id no longer matches.
+  await makeLayersModel(dir, 2);
+  const log = new MemoryLogger();
+  const got = await cacheBottlenecks(lists, extractor, { bottleneckDir: path.join(root, 'changing-2'), batchSize: 5, numWorkers: 2, log });
+  assert.equal(got.workers, 0);
+  assert.ok(log.lines.some((l) => /module id differs.*main thread/.test(l)), log.lines.join('\n'));
+  for (const [file, values] of want.values) assert.deepEqual(got.values.get(file), values);
+  extractor.dispose();
+});

@@ -30,7 +30,14 @@ export async function startEngine(extractor: FeatureExtractor, batches: number, 
   const wanted = numWorkers ?? defaultNumWorkers(activeBackend()?.name ?? 'cpu');
   const workers = Math.min(wanted, batches);
   if (workers <= 0) return inProcessEngine(extractor);
-  const engine = await startWorkerPool(extractor.info, { workers, backend: workerBackend(), fused: extractor.fused !== false });
+  let engine: ExtractEngine;
+  try {
+    engine = await startWorkerPool(extractor.info, { workers, backend: workerBackend(), fused: extractor.fused !== false });
+  } catch (err) {
+    // Slower, but the run still completes: the main thread has the module loaded already.
+    log.warn(`${errorMessage(err)}; computing bottlenecks on the main thread instead (--num_workers 0)`);
+    return inProcessEngine(extractor);
+  }
   log.info(`Running the module in ${workers} worker thread${workers === 1 ? '' : 's'}`);
   return engine;
 }
