@@ -8,6 +8,7 @@ import { activeBackend, type BackendChoice } from '../backend.js';
 import { ImageError, errorMessage } from '../errors.js';
 import { decodeImage, toModuleInput } from '../image/index.js';
 import type { Logger } from '../log.js';
+import type { FusedMode } from '../module/fused.js';
 import type { FeatureExtractor } from '../module/index.js';
 import { defaultNumWorkers, inProcessEngine, startWorkerPool, type ExtractEngine } from '../module/pool.js';
 
@@ -32,7 +33,13 @@ export async function startEngine(extractor: FeatureExtractor, batches: number, 
   if (workers <= 0) return inProcessEngine(extractor);
   let engine: ExtractEngine;
   try {
-    engine = await startWorkerPool(extractor.info, { workers, backend: workerBackend(), fused: extractor.fused !== false });
+    const start = (fused: FusedMode) => startWorkerPool(extractor.info, { workers, backend: workerBackend(), fused });
+    // The fused-kernel check runs once, here, while the workers start; they trust its verdict.
+    const optimistic = extractor.fused ? start('trusted') : start(false);
+    if (extractor.fused && !extractor.verifyFused?.()) {
+      await (await optimistic.catch(() => undefined))?.dispose();
+      engine = await start(false);
+    } else engine = await optimistic;
   } catch (err) {
     // Slower, but the run still completes: the main thread has the module loaded already.
     log.warn(`${errorMessage(err)}; computing bottlenecks on the main thread instead (--num_workers 0)`);

@@ -191,8 +191,13 @@ export function fusedLayersRunner(model: tf.LayersModel, outputLayer: string): (
 /** Largest difference allowed between the fused and the plain model on the check input. */
 export const FUSED_TOLERANCE = 1e-4;
 
+/** true: fused after a check at first use; 'trusted': fused, already checked elsewhere; false: plain predict. */
+export type FusedMode = boolean | 'trusted';
+
 export interface LayersForward {
   forward(x: tf.Tensor4D): tf.Tensor;
+  /** Runs the check now (if not done yet); false when the plain model is what runs. */
+  verify(): boolean;
   /** Whether the fused runner is in use (it may still be dropped at the first call's check). */
   readonly fused: boolean;
 }
@@ -203,10 +208,16 @@ export interface LayersForward {
  * any layer option this file reads wrongly; it runs at the first call, so a run
  * that finds every bottleneck cached never runs the model at all.
  */
-export function layersForward(model: tf.LayersModel, outputLayer: string, height: number, width: number, allowFused = true): LayersForward {
+export function layersForward(
+  model: tf.LayersModel,
+  outputLayer: string,
+  height: number,
+  width: number,
+  mode: FusedMode = true,
+): LayersForward {
   const plain = (x: tf.Tensor4D) => model.predict(x) as tf.Tensor;
-  let fused = allowFused ? fusedLayersRunner(model, outputLayer) : undefined;
-  let checked = false;
+  let fused = mode === false ? undefined : fusedLayersRunner(model, outputLayer);
+  let checked = mode === 'trusted';
   const check = (run: (x: tf.Tensor4D) => tf.Tensor) => {
     checked = true;
     const diff = tf.tidy(() => {
@@ -221,6 +232,10 @@ export function layersForward(model: tf.LayersModel, outputLayer: string, height
     forward(x) {
       if (fused && !checked) check(fused);
       return fused ? fused(x) : plain(x);
+    },
+    verify() {
+      if (fused && !checked) check(fused);
+      return fused !== undefined;
     },
     get fused() {
       return fused !== undefined;

@@ -13,7 +13,7 @@ import { rangeToMeanStd, type InputSpec } from '../image/index.js';
 import { activeBackend } from '../backend.js';
 import { modelFormat, modelJsonPathOf, readModelFiles, type LoadedModelFiles } from './io.js';
 import { downloadModule, isModuleUrl } from './download.js';
-import { declaredVectorSize, layersForward } from './fused.js';
+import { declaredVectorSize, layersForward, type FusedMode } from './fused.js';
 
 export const DEFAULT_MODULE =
   'https://tfhub.dev/google/tfjs-model/imagenet/mobilenet_v2_100_224/feature_vector/3/default/1';
@@ -54,6 +54,8 @@ export interface FeatureExtractor {
   bottleneckRank?: number;
   /** Layers modules: whether inference runs with fused conv+bias+ReLU kernels. */
   fused?: boolean;
+  /** Layers modules: checks the fused kernels against the plain model now; returns `fused`. */
+  verifyFused?(): boolean;
 }
 
 export interface ModuleOptions {
@@ -65,8 +67,8 @@ export interface ModuleOptions {
   inputHeight?: number;
   inputWidth?: number;
   timeoutMs?: number;
-  /** Layers modules: false keeps tfjs' own layer-by-layer predict. */
-  fused?: boolean;
+  /** Layers modules: false keeps tfjs' own layer-by-layer predict; 'trusted' skips the fused check. */
+  fused?: FusedMode;
   log: Logger;
 }
 
@@ -195,7 +197,7 @@ export async function loadFeatureExtractor(opts: ModuleOptions): Promise<Feature
     const cut = layer === model.layers[model.layers.length - 1] ? model : tf.model({ inputs: model.inputs, outputs: layer.output as tf.SymbolicTensor });
     const [h, w] = pickSize(layersInputSize(cut), opts, where);
     const range = opts.inputRange ?? metadataRange(files) ?? [-1, 1];
-    const lf = layersForward(cut, layerName, h, w, opts.fused !== false);
+    const lf = layersForward(cut, layerName, h, w, opts.fused ?? true);
     const run = (x: tf.Tensor4D) => toVectorBatch(lf.forward(x), `layer ${layerName}`);
     // The declared shape spares a cached run its first (slow, kernel-compiling) inference.
     const size = declaredVectorSize(cut, layerName) ?? probe(run, h, w)[1]!;
@@ -210,6 +212,7 @@ export async function loadFeatureExtractor(opts: ModuleOptions): Promise<Feature
       get fused() {
         return lf.fused;
       },
+      verifyFused: () => lf.verify(),
     };
   }
 

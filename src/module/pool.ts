@@ -11,6 +11,7 @@ import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { RetrainError, errorMessage } from '../errors.js';
 import type { BackendChoice } from '../backend.js';
+import type { FusedMode } from './fused.js';
 import type { FeatureExtractor, ModuleInfo } from './index.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
 
@@ -50,7 +51,7 @@ export interface PoolOptions {
   workers: number;
   /** The backend each worker initialises (the one the main thread runs). */
   backend: BackendChoice;
-  fused?: boolean;
+  fused?: FusedMode;
 }
 
 interface Pending {
@@ -118,7 +119,7 @@ export async function startWorkerPool(info: ModuleInfo, opts: PoolOptions): Prom
     inputWidth: info.inputWidth,
     backend: opts.backend,
     moduleId: info.id,
-    fused: opts.fused !== false,
+    fused: opts.fused ?? true,
   };
   const url = new URL('./worker.js', import.meta.url);
   const pool = Array.from({ length: opts.workers }, () => new PoolWorker(new Worker(url, { workerData: init })));

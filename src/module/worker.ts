@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendChoice } from '../backend.js';
 import { errorMessage } from '../errors.js';
 import { silentLogger } from '../log.js';
+import type { FusedMode } from './fused.js';
 import { loadFeatureExtractor, type FeatureExtractor } from './index.js';
 
 export interface WorkerInit {
@@ -14,7 +15,7 @@ export interface WorkerInit {
   inputWidth: number;
   backend: BackendChoice;
   moduleId: string;
-  fused: boolean;
+  fused: FusedMode;
 }
 
 export type WorkerRequest = { type: 'batch'; seq: number; input: Float32Array; n: number };
