@@ -75,7 +75,7 @@ export function defaultRetrainOptions(): Omit<RetrainOptions, 'imageDir' | 'tfhu
     backend: 'auto',
     seed: 0,
     bottlenecksOnly: false,
-    bottleneckBatchSize: 16,
+    bottleneckBatchSize: 4,
     shardIndex: 0,
     shardCount: 1,
     strict: false,

@@ -111,7 +111,7 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
   const { workers } = await computeBottlenecks(
     todo.map((job) => ({ ...job, file: job.ref.file })),
     extractor,
-    { batchSize: opts.batchSize ?? 16, numWorkers: opts.numWorkers, log },
+    { batchSize: opts.batchSize ?? 4, numWorkers: opts.numWorkers, log },
     (job, values) => {
       result.values.set(job.ref.file, values);
       result.computed++;
