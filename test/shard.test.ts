@@ -80,3 +80,9 @@ test('--shard_count without --bottlenecks_only is a usage error', () => {
   assert.equal(r.status, 2);
   assert.match(r.stderr, /--bottlenecks_only/);
 });
+
+test('--num_workers below 0 is a usage error', () => {
+  const r = runCli('retrain', ['--image_dir', images, '--tfhub_module', model, '--num_workers', '-1']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /--num_workers -1/);
+});
