@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { initBackend, type BackendChoice } from './backend.js';
 import { cacheBottlenecks, type Bottlenecks } from './bottleneck/index.js';
+import { validateShard } from './bottleneck/shard.js';
 import { CATEGORIES, createImageLists, validateSplit, type Category, type ImageLists } from './dataset/index.js';
 import { RetrainError, UsageError } from './errors.js';
 import { exportModel, writeLabels } from './export/index.js';
@@ -49,6 +50,11 @@ export interface RetrainOptions {
   bottlenecksOnly: boolean;
   /** Images per inference call when computing bottlenecks. */
   bottleneckBatchSize: number;
+  /** Threads that compute bottlenecks; 0 = the main thread; undefined = one per core. */
+  numWorkers?: number;
+  /** With --bottlenecks_only: compute only shard shardIndex of shardCount. */
+  shardIndex: number;
+  shardCount: number;
   strict: boolean;
   /** TensorBoard event files go to <summariesDir>/train and /validation. */
   summariesDir: string;
@@ -79,7 +85,9 @@ export function defaultRetrainOptions(): Omit<RetrainOptions, 'imageDir' | 'tfhu
     backend: 'auto',
     seed: 0,
     bottlenecksOnly: false,
-    bottleneckBatchSize: 16,
+    bottleneckBatchSize: 4,
+    shardIndex: 0,
+    shardCount: 1,
     strict: false,
     summariesDir: path.join(tmp, 'retrain_logs'),
   };
@@ -105,6 +113,10 @@ function validate(o: RetrainOptions): void {
   if (!Number.isInteger(o.bottleneckBatchSize) || o.bottleneckBatchSize <= 0) {
     throw new UsageError(`--bottleneck_batch_size ${o.bottleneckBatchSize} must be a whole number above 0`);
   }
+  if (o.numWorkers !== undefined && (!Number.isInteger(o.numWorkers) || o.numWorkers < 0)) {
+    throw new UsageError(`--num_workers ${o.numWorkers} must be a whole number: 0 runs the module on the main thread`);
+  }
+  validateShard(o.shardIndex, o.shardCount, o.bottlenecksOnly);
   if (!Number.isInteger(o.seed)) throw new UsageError(`--seed ${o.seed} must be a whole number`);
   if (!o.finalTensorName || /[\s/:^]/.test(o.finalTensorName)) {
     throw new UsageError(`--final_tensor_name "${o.finalTensorName}" must be a plain name without spaces, '/' or ':'`);
@@ -186,7 +198,15 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
   try {
     checkTensorFlowExport(info, o);
     const bottlenecks = await timed('bottlenecks', () =>
-      cacheBottlenecks(lists, extractor, { bottleneckDir: o.bottleneckDir, batchSize: o.bottleneckBatchSize, strict: o.strict, signal: o.signal, log }),
+      cacheBottlenecks(lists, extractor, {
+        bottleneckDir: o.bottleneckDir,
+        batchSize: o.bottleneckBatchSize,
+        strict: o.strict,
+        numWorkers: o.numWorkers,
+        signal: o.signal,
+        shard: validateShard(o.shardIndex, o.shardCount, o.bottlenecksOnly),
+        log,
+      }),
     );
     summary.bottlenecks = { computed: bottlenecks.computed, cached: bottlenecks.cached, failed: bottlenecks.failed };
     log.info(`Bottlenecks: ${bottlenecks.computed} computed, ${bottlenecks.cached} cached, ${bottlenecks.failed.length} failed`);

@@ -6,16 +6,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import pLimit from 'p-limit';
-import * as tf from '@tensorflow/tfjs';
 import { allImages, type ImageLists, type ImageRef } from '../dataset/index.js';
-import { ImageError, RetrainError, errorMessage } from '../errors.js';
-import { decodeImage, toModuleInput } from '../image/index.js';
+import { RetrainError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { FeatureExtractor } from '../module/index.js';
 import { throwIfInterrupted } from '../util/abort.js';
 import { writeAtomic } from '../util/fsutil.js';
 import { removeStaleTemps } from './cleanup.js';
+import { computeBottlenecks } from './compute.js';
 import { decodeBottleneck, encodeBottleneck, type ImageStamp } from './format.js';
+import { inShard, type Shard } from './shard.js';
 
 export interface BottleneckOptions {
   bottleneckDir: string;
@@ -25,6 +25,10 @@ export interface BottleneckOptions {
   strict?: boolean;
   /** Stops between batches once aborted (Ctrl-C), keeping every finished file. */
   signal?: AbortSignal;
+  /** Inference threads (--num_workers); 0 runs the module on the main thread. Default: one per core. */
+  numWorkers?: number;
+  /** Only the images of this shard (--shard_index/--shard_count); the others are not even looked at. */
+  shard?: Shard;
   log: Logger;
 }
 
@@ -40,6 +44,8 @@ export interface Bottlenecks {
   computed: number;
   cached: number;
   failed: FailedImage[];
+  /** Worker threads that computed bottlenecks (0: main thread or nothing to compute). */
+  workers?: number;
 }
 
 export function bottleneckPath(dir: string, classDir: string, imageName: string, moduleName: string): string {
@@ -70,7 +76,7 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
 
   const stale = await removeStaleTemps(opts.bottleneckDir, lists.classes.map((c) => c.dir));
   if (stale > 0) log.info(`Removed ${stale} temp files that killed runs left in ${opts.bottleneckDir}`);
-  const refs = allImages(lists);
+  const refs = allImages(lists).filter((ref) => inShard(lists.classes[ref.classIndex]!.dir, ref.name, opts.shard));
   const todo: Job[] = [];
   const io = pLimit(32);
   const checked = await Promise.all(
@@ -105,82 +111,40 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
   if (todo.length === 0) return result;
 
   log.info(`Creating ${todo.length} bottleneck files in ${opts.bottleneckDir}`);
-  const batchSize = Math.max(1, opts.batchSize ?? 16);
-  const { inputSpec } = extractor;
-  const pixels = inputSpec.height * inputSpec.width * 3;
-  const decodeLimit = pLimit(4);
   const writes = pLimit(16);
   const pendingWrites: Promise<void>[] = [];
-
-  // Decoding for batch k+1 runs on sharp's threads while batch k is in inference.
-  const prepare = (jobs: Job[]) => {
-    const input = new Float32Array(jobs.length * pixels);
-    const ready = jobs.map((job, i) =>
-      decodeLimit(async () => {
-        const img = await decodeImage(job.ref.file);
-        toModuleInput(img, inputSpec, input.subarray(i * pixels, (i + 1) * pixels));
-      }).then(
-        () => null,
-        (err: unknown) => (err instanceof ImageError ? err : new ImageError(job.ref.file, errorMessage(err), { cause: err })),
-      ),
-    );
-    return { jobs, input, ready: Promise.all(ready) };
-  };
-
-  const batches: Job[][] = [];
-  for (let i = 0; i < todo.length; i += batchSize) batches.push(todo.slice(i, i + batchSize));
-  let next = batches.length > 0 ? prepare(batches[0]!) : undefined;
   let lastReported = 0;
   let writeError: unknown;
-  const stopIfInterrupted = async () => {
-    if (writeError) {
-      await Promise.all(pendingWrites);
-      throw writeError;
-    }
-    if (!opts.signal?.aborted) return;
-    // Files already computed are kept: a rerun then computes only the rest.
-    await Promise.all(pendingWrites);
-    const left = todo.length - result.computed - result.failed.length;
-    throwIfInterrupted(
-      opts.signal,
-      `interrupted: ${result.computed} new bottleneck files saved in ${opts.bottleneckDir}, ${left} still to compute; run the same command again to continue`,
-    );
-  };
-  for (let b = 0; b < batches.length; b++) {
-    await stopIfInterrupted();
-    const current = next!;
-    next = b + 1 < batches.length ? prepare(batches[b + 1]!) : undefined;
-    const errors = await current.ready;
-    await stopIfInterrupted();
-    const okIdx: number[] = [];
-    errors.forEach((e, i) => (e ? fail(e.file, e.reason, e.cause) : okIdx.push(i)));
-    if (okIdx.length === 0) continue;
-    const input =
-      okIdx.length === current.jobs.length
-        ? current.input
-        : (() => {
-            const packed = new Float32Array(okIdx.length * pixels);
-            okIdx.forEach((src, dst) => packed.set(current.input.subarray(src * pixels, (src + 1) * pixels), dst * pixels));
-            return packed;
-          })();
-    const out = tf.tidy(() => extractor.extract(tf.tensor4d(input, [okIdx.length, inputSpec.height, inputSpec.width, 3])));
-    const flat = (await out.data()) as Float32Array;
-    out.dispose();
-    okIdx.forEach((src, k) => {
-      const job = current.jobs[src]!;
-      const values = flat.slice(k * info.bottleneckSize, (k + 1) * info.bottleneckSize);
+  const { workers } = await computeBottlenecks(
+    todo.map((job) => ({ ...job, file: job.ref.file })),
+    extractor,
+    {
+      batchSize: opts.batchSize ?? 4,
+      numWorkers: opts.numWorkers,
+      shouldStop: () => writeError !== undefined || opts.signal?.aborted === true,
+      log,
+    },
+    (job, values) => {
       result.values.set(job.ref.file, values);
       result.computed++;
       // Caught here so a failing write (read-only or full disk) stops the run with its own message, not as an unhandled rejection.
       pendingWrites.push(writes(() => writeAtomic(job.cacheFile, encodeBottleneck(values, info.id, job.stamp))).catch((err: unknown) => void (writeError ??= err)));
-    });
-    log.progress?.('bottlenecks', result.computed + result.failed.length, todo.length);
-    if (Math.floor(result.computed / 100) > lastReported) {
-      lastReported = Math.floor(result.computed / 100);
-      log.info(`${lastReported * 100} bottleneck files created.`);
-    }
-  }
+      log.progress?.('bottlenecks', result.computed + result.failed.length, todo.length);
+      if (Math.floor(result.computed / 100) > lastReported) {
+        lastReported = Math.floor(result.computed / 100);
+        log.info(`${lastReported * 100} bottleneck files created.`);
+      }
+    },
+    fail,
+  );
+  result.workers = workers;
+  // Files already computed are kept: a rerun then computes only the rest.
   await Promise.all(pendingWrites);
   if (writeError) throw writeError;
+  const left = todo.length - result.computed - result.failed.length;
+  throwIfInterrupted(
+    opts.signal,
+    `interrupted: ${result.computed} new bottleneck files saved in ${opts.bottleneckDir}, ${left} still to compute; run the same command again to continue`,
+  );
   return result;
 }

@@ -40,6 +40,9 @@ export function retrainCommand(): Command {
     .option('--report_dir <dir>', 'where to write report.html and its CSVs (default: the folder holding --output_graph)')
     .option('--bottlenecks_only', 'stop after computing and caching the bottlenecks', false)
     .option('--bottleneck_batch_size <n>', 'images per inference call when computing bottlenecks', intArg('--bottleneck_batch_size'), d.bottleneckBatchSize)
+    .option('--num_workers <n>', 'threads that compute bottlenecks (0: the main thread; default: one per core)', intArg('--num_workers'))
+    .option('--shard_index <i>', 'with --bottlenecks_only: compute only the images of shard i (0 to --shard_count - 1)', intArg('--shard_index'), d.shardIndex)
+    .option('--shard_count <n>', 'with --bottlenecks_only: split the images into n shards for several processes or machines', intArg('--shard_count'), d.shardCount)
     .addOption(new Option('--backend <name>', 'compute backend').choices([...BACKENDS]).default('auto'))
     .option('--seed <n>', 'random seed: the same seed gives the same results', intArg('--seed'), d.seed)
     .option('--strict', 'stop at the first unusable image instead of skipping it', false)
@@ -80,6 +83,9 @@ export function optionsFromFlags(f: Flags): RetrainOptions {
     seed: f['seed'] as number,
     bottlenecksOnly: f['bottlenecks_only'] === true,
     bottleneckBatchSize: f['bottleneck_batch_size'] as number,
+    numWorkers: f['num_workers'] as number | undefined,
+    shardIndex: f['shard_index'] as number,
+    shardCount: f['shard_count'] as number,
     strict: f['strict'] === true,
     summariesDir: str('summaries_dir')!,
     reportDir: str('report_dir'),

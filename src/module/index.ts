@@ -13,6 +13,7 @@ import { rangeToMeanStd, type InputSpec } from '../image/index.js';
 import { activeBackend } from '../backend.js';
 import { modelFormat, modelJsonPathOf, readModelFiles, type LoadedModelFiles } from './io.js';
 import { downloadModule, isModuleUrl } from './download.js';
+import { declaredVectorSize, layersForward, type FusedMode } from './fused.js';
 
 export const DEFAULT_MODULE =
   'https://tfhub.dev/google/tfjs-model/imagenet/mobilenet_v2_100_224/feature_vector/3/default/1';
@@ -51,6 +52,10 @@ export interface FeatureExtractor {
   layersModel?: tf.LayersModel;
   /** Graph modules: the bottleneck's rank (2, or 4 for [N,1,1,D]). */
   bottleneckRank?: number;
+  /** Layers modules: whether inference runs with fused conv+bias+ReLU kernels. */
+  fused?: boolean;
+  /** Layers modules: checks the fused kernels against the plain model now; returns `fused`. */
+  verifyFused?(): boolean;
 }
 
 export interface ModuleOptions {
@@ -64,6 +69,8 @@ export interface ModuleOptions {
   timeoutMs?: number;
   /** Stops a download on Ctrl-C. */
   signal?: AbortSignal;
+  /** Layers modules: false keeps tfjs' own layer-by-layer predict; 'trusted' skips the fused check. */
+  fused?: FusedMode;
   log: Logger;
 }
 
@@ -192,9 +199,11 @@ export async function loadFeatureExtractor(opts: ModuleOptions): Promise<Feature
     const cut = layer === model.layers[model.layers.length - 1] ? model : tf.model({ inputs: model.inputs, outputs: layer.output as tf.SymbolicTensor });
     const [h, w] = pickSize(layersInputSize(cut), opts, where);
     const range = opts.inputRange ?? metadataRange(files) ?? [-1, 1];
-    const run = (x: tf.Tensor4D) => toVectorBatch(cut.predict(x) as tf.Tensor, `layer ${layerName}`);
-    const shape = probe(run, h, w);
-    const info = makeInfo(opts, resolved, files, format, h, w, range, layerName, shape[1]!);
+    const lf = layersForward(cut, layerName, h, w, opts.fused ?? true);
+    const run = (x: tf.Tensor4D) => toVectorBatch(lf.forward(x), `layer ${layerName}`);
+    // The declared shape spares a cached run its first (slow, kernel-compiling) inference.
+    const size = declaredVectorSize(cut, layerName) ?? probe(run, h, w)[1]!;
+    const info = makeInfo(opts, resolved, files, format, h, w, range, layerName, size);
     return {
       info,
       inputSpec: { height: h, width: w, ...rangeToMeanStd(range) },
@@ -202,6 +211,10 @@ export async function loadFeatureExtractor(opts: ModuleOptions): Promise<Feature
       dispose: () => model.dispose(),
       files,
       layersModel: cut,
+      get fused() {
+        return lf.fused;
+      },
+      verifyFused: () => lf.verify(),
     };
   }
 

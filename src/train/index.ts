@@ -8,6 +8,7 @@ import seedrandom from 'seedrandom';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { throwIfInterrupted, yieldToEventLoop } from '../util/abort.js';
+import { sgdStep } from './step.js';
 
 /** Bottlenecks of one category as a dense matrix, with their class indices. */
 export interface LabeledSet {
@@ -143,17 +144,13 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
   if (training.y.length === 0) throw new UsageError('no training images: lower --testing_percentage or --validation_percentage, or add images');
   const log = opts.log;
   const head = new Head(bottleneckSize, classCount, opts.seed);
-  const optimizer = tf.train.sgd(opts.learningRate);
   const pickTrain = makeRng(opts.seed, 'train');
   const pickVal = makeRng(opts.seed, 'validation');
   const history: EvalPoint[] = [];
-  const vars = [head.weights, head.biases];
 
   for (let i = 0; i < opts.steps; i++) {
     const batch = sampleRows(training, bottleneckSize, opts.trainBatchSize, pickTrain);
-    tf.tidy(() => {
-      optimizer.minimize(() => tf.losses.softmaxCrossEntropy(tf.oneHot(batch.y, classCount), head.logits(batch.x)) as tf.Scalar, false, vars);
-    });
+    sgdStep(head, batch.x, batch.y, opts.learningRate);
     const isLast = i + 1 === opts.steps;
     if (i % opts.evalStepInterval === 0 || isLast) {
       const train = measure(head, batch.x, batch.y);
@@ -190,7 +187,6 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
       await opts.onIntermediate(i, head);
     }
   }
-  optimizer.dispose();
   return { head, history, final: history[history.length - 1]! };
 }
 

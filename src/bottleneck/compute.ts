@@ -1,0 +1,126 @@
+/**
+ * Computing missing bottlenecks as a pipeline: sharp decodes on its own threads,
+ * the main thread resizes and writes cache files, and the module runs in worker
+ * threads (or in process), with several batches in flight so no stage waits.
+ */
+import pLimit from 'p-limit';
+import { activeBackend, type BackendChoice } from '../backend.js';
+import { ImageError, errorMessage } from '../errors.js';
+import { decodeImage, toModuleInput } from '../image/index.js';
+import type { Logger } from '../log.js';
+import type { FusedMode } from '../module/fused.js';
+import type { FeatureExtractor } from '../module/index.js';
+import { defaultNumWorkers, inProcessEngine, startWorkerPool, type ExtractEngine } from '../module/pool.js';
+
+export interface ComputeOptions {
+  batchSize: number;
+  /** Inference threads; 0 runs the module on the main thread. Default: one per core. */
+  numWorkers?: number;
+  /** Checked before each batch and again before its inference: true skips the rest (Ctrl-C, a failed write). */
+  shouldStop?: () => boolean;
+  log: Logger;
+}
+
+/** The backend choice that makes a worker run what the main thread runs. */
+function workerBackend(): BackendChoice {
+  const b = activeBackend();
+  if (!b) return 'auto';
+  return b.name === 'wasm' || b.name === 'cpu' ? b.name : b.requested;
+}
+
+/** Starts the engine --num_workers asks for; never more workers than batches. */
+export async function startEngine(extractor: FeatureExtractor, batches: number, numWorkers: number | undefined, log: Logger): Promise<ExtractEngine> {
+  const wanted = numWorkers ?? defaultNumWorkers(activeBackend()?.name ?? 'cpu');
+  const workers = Math.min(wanted, batches);
+  if (workers <= 0) return inProcessEngine(extractor);
+  let engine: ExtractEngine;
+  try {
+    const start = (fused: FusedMode) => startWorkerPool(extractor.info, { workers, backend: workerBackend(), fused });
+    // The fused-kernel check runs once, here, while the workers start; they trust its verdict.
+    const optimistic = extractor.fused ? start('trusted') : start(false);
+    if (extractor.fused && !extractor.verifyFused?.()) {
+      await (await optimistic.catch(() => undefined))?.dispose();
+      engine = await start(false);
+    } else engine = await optimistic;
+  } catch (err) {
+    // Slower, but the run still completes: the main thread has the module loaded already.
+    log.warn(`${errorMessage(err)}; computing bottlenecks on the main thread instead (--num_workers 0)`);
+    return inProcessEngine(extractor);
+  }
+  log.info(`Running the module in ${workers} worker thread${workers === 1 ? '' : 's'}`);
+  return engine;
+}
+
+export interface ComputeJob {
+  file: string;
+}
+
+/**
+ * Runs every job through decode → module, calling `done` with each bottleneck
+ * (in no particular order) and `failed` for images that cannot be used. Batches are
+ * fixed slices of `jobs`, so which worker runs one does not change its values.
+ */
+export async function computeBottlenecks<J extends ComputeJob>(
+  jobs: J[],
+  extractor: FeatureExtractor,
+  opts: ComputeOptions,
+  done: (job: J, values: Float32Array) => void,
+  failed: (file: string, reason: string, cause?: unknown) => void,
+): Promise<{ workers: number }> {
+  const batchSize = Math.max(1, opts.batchSize);
+  const { inputSpec, info } = extractor;
+  const pixels = inputSpec.height * inputSpec.width * 3;
+  const batches: J[][] = [];
+  for (let i = 0; i < jobs.length; i += batchSize) batches.push(jobs.slice(i, i + batchSize));
+  if (batches.length === 0) return { workers: 0 };
+
+  // Workers start (about a second each) while the first batches decode.
+  const starting = startEngine(extractor, batches.length, opts.numWorkers, opts.log);
+  starting.catch(() => {});
+  const decode = pLimit(4);
+  let engine: ExtractEngine | undefined;
+  const inFlight = pLimit(2);
+  const ready = starting.then((e) => {
+    engine = e;
+    // One batch decoding ahead of what the engine can run at once.
+    inFlight.concurrency = e.concurrency + 1;
+    return e;
+  });
+
+  const runBatch = async (batch: J[]): Promise<void> => {
+    if (opts.shouldStop?.()) return;
+    const input = new Float32Array(batch.length * pixels);
+    const errors = await Promise.all(
+      batch.map((job, i) =>
+        decode(async () => {
+          const img = await decodeImage(job.file);
+          toModuleInput(img, inputSpec, input.subarray(i * pixels, (i + 1) * pixels));
+        }).then(
+          () => null,
+          (err: unknown) => (err instanceof ImageError ? err : new ImageError(job.file, errorMessage(err), { cause: err })),
+        ),
+      ),
+    );
+    const ok: number[] = [];
+    errors.forEach((e, i) => (e ? failed(e.file, e.reason, e.cause) : ok.push(i)));
+    if (ok.length === 0 || opts.shouldStop?.()) return;
+    let packed = input;
+    if (ok.length < batch.length) {
+      packed = new Float32Array(ok.length * pixels);
+      ok.forEach((src, dst) => packed.set(input.subarray(src * pixels, (src + 1) * pixels), dst * pixels));
+    }
+    const e = await ready;
+    const flat = await e.extractBatch(packed, ok.length);
+    ok.forEach((src, k) => done(batch[src]!, flat.slice(k * info.bottleneckSize, (k + 1) * info.bottleneckSize)));
+  };
+
+  try {
+    const tasks = batches.map((b) => inFlight(() => runBatch(b)));
+    // Fail fast: the first error stops the run (--strict, a dead worker).
+    await Promise.all(tasks);
+    return { workers: engine?.workers ?? 0 };
+  } finally {
+    inFlight.clearQueue();
+    await (engine ?? (await starting.catch(() => undefined)))?.dispose();
+  }
+}

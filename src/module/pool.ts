@@ -1,0 +1,145 @@
+/**
+ * Engines that turn a batch of module inputs into bottlenecks, asynchronously, so
+ * the bottleneck stage can keep several batches in flight:
+ * - in process: the loaded FeatureExtractor on the main thread;
+ * - a worker pool: worker_threads, each with its own tfjs backend and its own copy
+ *   of the module loaded from the same files. tfjs-wasm runs one thread per
+ *   instance in Node, so this is how it uses more than one core.
+ */
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
+import { RetrainError, errorMessage } from '../errors.js';
+import type { BackendChoice } from '../backend.js';
+import type { FusedMode } from './fused.js';
+import type { FeatureExtractor, ModuleInfo } from './index.js';
+import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
+
+export interface ExtractEngine {
+  /** Batches that can usefully be in flight at once. */
+  concurrency: number;
+  /** Threads that run inference (0: the main thread). */
+  workers: number;
+  /** `n` images of H*W*3 module input (the buffer may be transferred) → n * bottleneckSize values. */
+  extractBatch(input: Float32Array, n: number): Promise<Float32Array>;
+  dispose(): Promise<void>;
+}
+
+export function inProcessEngine(extractor: FeatureExtractor): ExtractEngine {
+  const { height, width } = extractor.inputSpec;
+  return {
+    concurrency: 1,
+    workers: 0,
+    async extractBatch(input, n) {
+      const out = tf.tidy(() => extractor.extract(tf.tensor4d(input, [n, height, width, 3])));
+      try {
+        return (await out.data()) as Float32Array;
+      } finally {
+        out.dispose();
+      }
+    },
+    dispose: async () => {},
+  };
+}
+
+/** --num_workers default: one per core for the JS engines; native TensorFlow threads by itself. */
+export function defaultNumWorkers(backendName: string): number {
+  return backendName === 'tensorflow' ? 0 : os.availableParallelism();
+}
+
+export interface PoolOptions {
+  workers: number;
+  /** The backend each worker initialises (the one the main thread runs). */
+  backend: BackendChoice;
+  fused?: FusedMode;
+}
+
+interface Pending {
+  resolve(v: Float32Array): void;
+  reject(e: Error): void;
+}
+
+class PoolWorker {
+  private seq = 0;
+  private readonly pending = new Map<number, Pending>();
+  busy = 0;
+  readonly ready: Promise<void>;
+  private failure: Error | undefined;
+  constructor(readonly worker: Worker) {
+    this.ready = new Promise((resolve, reject) => {
+      worker.on('message', (m: WorkerReply) => {
+        if (m.type === 'ready') resolve();
+        else if (m.type === 'init-error') reject(new RetrainError(`bottleneck worker could not load the module: ${m.message}`));
+        else if (m.type === 'result') this.settle(m.seq, m.output);
+        else if (m.type === 'error') this.settle(m.seq, undefined, new RetrainError(`bottleneck worker failed: ${m.message}`));
+      });
+      const die = (err: Error) => {
+        this.failure = err;
+        reject(err);
+        for (const p of this.pending.values()) p.reject(err);
+        this.pending.clear();
+      };
+      worker.on('error', (err) => die(new RetrainError(`bottleneck worker crashed: ${errorMessage(err)}`, 1, { cause: err })));
+      worker.on('exit', (code) => {
+        if (this.pending.size > 0 || code !== 0) die(new RetrainError(`bottleneck worker exited with code ${code}`));
+      });
+    });
+    this.ready.catch(() => {}); // observed through run()
+  }
+  private settle(seq: number, output?: Float32Array, err?: Error): void {
+    const p = this.pending.get(seq);
+    if (!p) return;
+    this.pending.delete(seq);
+    this.busy--;
+    if (err) p.reject(err);
+    else p.resolve(output!);
+  }
+  run(input: Float32Array, n: number): Promise<Float32Array> {
+    if (this.failure) return Promise.reject(this.failure);
+    const seq = this.seq++;
+    this.busy++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(seq, { resolve, reject });
+      const msg: WorkerRequest = { type: 'batch', seq, input, n };
+      this.worker.postMessage(msg, [input.buffer as ArrayBuffer]);
+    });
+  }
+}
+
+/**
+ * Starts `workers` threads that each load the module from `info.path` and check
+ * that they computed the same module id. Resolves once all are ready.
+ */
+export async function startWorkerPool(info: ModuleInfo, opts: PoolOptions): Promise<ExtractEngine> {
+  const init: WorkerInit = {
+    modelPath: info.path,
+    bottleneckLayer: info.bottleneckTensor,
+    inputRange: info.inputRange,
+    inputHeight: info.inputHeight,
+    inputWidth: info.inputWidth,
+    backend: opts.backend,
+    moduleId: info.id,
+    fused: opts.fused ?? true,
+  };
+  const url = new URL('./worker.js', import.meta.url);
+  const pool = Array.from({ length: opts.workers }, () => new PoolWorker(new Worker(url, { workerData: init })));
+  const terminate = async () => {
+    await Promise.all(pool.map((p) => p.worker.terminate()));
+  };
+  try {
+    await Promise.all(pool.map((p) => p.ready));
+  } catch (err) {
+    await terminate();
+    throw err;
+  }
+  return {
+    // One batch running and one queued per worker keeps each busy while results travel back.
+    concurrency: pool.length * 2,
+    workers: pool.length,
+    extractBatch(input, n) {
+      const idle = pool.reduce((a, b) => (b.busy < a.busy ? b : a));
+      return idle.run(input, n);
+    },
+    dispose: terminate,
+  };
+}
