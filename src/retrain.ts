@@ -7,9 +7,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { initBackend, type BackendChoice } from './backend.js';
 import { cacheBottlenecks, type Bottlenecks } from './bottleneck/index.js';
+import { distortedVariants, freshDistortions } from './bottleneck/distorted.js';
 import { CATEGORIES, createImageLists, validateSplit, type Category, type ImageLists } from './dataset/index.js';
 import { RetrainError, UsageError } from './errors.js';
 import { exportModel, writeLabels } from './export/index.js';
+import { NO_DISTORTIONS, distortionsOn, validateDistortions, type DistortionSettings } from './image/distort.js';
 import type { Logger } from './log.js';
 import { loadFeatureExtractor } from './module/index.js';
 import { moduleSummary, predictionSummary, splitSummary, writeSummary, type RunSummary } from './summary/index.js';
@@ -46,6 +48,10 @@ export interface RetrainOptions {
   /** Images per inference call when computing bottlenecks. */
   bottleneckBatchSize: number;
   strict: boolean;
+  /** --flip_left_right, --random_crop, --random_scale, --random_brightness. */
+  distortions: DistortionSettings;
+  /** 0: fresh distortions every step (retrain.py); K > 0: K cached variants per training image. */
+  distortionVariants: number;
 }
 
 export function defaultRetrainOptions(): Omit<RetrainOptions, 'imageDir' | 'tfhubModule' | 'moduleCacheDir'> {
@@ -71,8 +77,13 @@ export function defaultRetrainOptions(): Omit<RetrainOptions, 'imageDir' | 'tfhu
     bottlenecksOnly: false,
     bottleneckBatchSize: 16,
     strict: false,
+    distortions: NO_DISTORTIONS,
+    distortionVariants: DEFAULT_DISTORTION_VARIANTS,
   };
 }
+
+/** Enough distinct views per image for a 4000-step run, at 10x the plain bottleneck cost, paid once (docs/issue4.md). */
+export const DEFAULT_DISTORTION_VARIANTS = 10;
 
 function validate(o: RetrainOptions): void {
   if (!o.imageDir) throw new UsageError('--image_dir is required: point it at a folder with one subfolder of images per class');
@@ -93,6 +104,10 @@ function validate(o: RetrainOptions): void {
   }
   if (!Number.isInteger(o.bottleneckBatchSize) || o.bottleneckBatchSize <= 0) {
     throw new UsageError(`--bottleneck_batch_size ${o.bottleneckBatchSize} must be a whole number above 0`);
+  }
+  validateDistortions(o.distortions);
+  if (!Number.isInteger(o.distortionVariants) || o.distortionVariants < 0) {
+    throw new UsageError(`--distortion_variants ${o.distortionVariants} must be 0 (fresh distortions each step) or a whole number above 0`);
   }
   if (!Number.isInteger(o.seed)) throw new UsageError(`--seed ${o.seed} must be a whole number`);
   if (o.savedModelDir) {
@@ -192,6 +207,19 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
     if (missing.length > 0) {
       throw new RetrainError(`no usable training images for class ${missing.map((m) => `"${m}"`).join(', ')}: add images or lower --testing_percentage/--validation_percentage`);
     }
+    const distort = distortionsOn(o.distortions);
+    let trainBottlenecks: ((rows: Int32Array, step: number) => Promise<Float32Array>) | undefined;
+    if (distort) {
+      const d = { settings: o.distortions, seed: o.seed, bottleneckDir: o.bottleneckDir, batchSize: o.bottleneckBatchSize, strict: o.strict, log };
+      if (o.distortionVariants > 0) {
+        const v = await timed('distorted_bottlenecks', () => distortedVariants(lists, extractor, sets.training, o.distortionVariants, d));
+        log.info(`Distorted bottlenecks: ${v.computed} computed, ${v.cached} cached (${o.distortionVariants} variants per training image)`);
+        sets.training = v.training;
+      } else {
+        log.info('Distortions on with --distortion_variants 0: computing fresh bottlenecks at every training step (slow)');
+        trainBottlenecks = freshDistortions(extractor, sets.training, d);
+      }
+    }
     const intermediate: string[] = [];
     const trained = await timed('training', () =>
       trainHead(sets.training, sets.validation, labels.length, info.bottleneckSize, {
@@ -201,6 +229,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
         validationBatchSize: o.validationBatchSize,
         evalStepInterval: o.evalStepInterval,
         seed: o.seed,
+        trainBottlenecks,
         intermediateStoreFrequency: o.intermediateStoreFrequency,
         onIntermediate: async (step, head) => {
           const dir = path.join(o.intermediateOutputGraphsDir, `intermediate_${step}`);

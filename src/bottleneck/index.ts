@@ -9,7 +9,7 @@ import pLimit from 'p-limit';
 import * as tf from '@tensorflow/tfjs';
 import { allImages, type ImageLists, type ImageRef } from '../dataset/index.js';
 import { ImageError, RetrainError, errorMessage } from '../errors.js';
-import { decodeImage, toModuleInput } from '../image/index.js';
+import { decodeImage, toModuleInput, type RgbImage } from '../image/index.js';
 import type { Logger } from '../log.js';
 import type { FeatureExtractor } from '../module/index.js';
 import { writeAtomic } from '../util/fsutil.js';
@@ -22,6 +22,15 @@ export interface BottleneckOptions {
   /** Make any unusable image fatal instead of skipping it. */
   strict?: boolean;
   log: Logger;
+  /** Distorted variants (bottleneck/distorted.ts) instead of the plain bottlenecks. */
+  variant?: BottleneckVariant;
+}
+
+/** Which images, a tag for their cache file names, and how to make their module input. */
+export interface BottleneckVariant {
+  images: ImageRef[];
+  tag: string;
+  input(img: RgbImage, ref: ImageRef, out: Float32Array): void;
 }
 
 export interface FailedImage {
@@ -64,13 +73,14 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
     result.failed.push({ file, reason });
   };
 
-  const refs = allImages(lists);
+  const refs = opts.variant?.images ?? allImages(lists);
+  const cacheName = opts.variant ? `${info.name}_${opts.variant.tag}` : info.name;
   const todo: Job[] = [];
   const io = pLimit(32);
   const checked = await Promise.all(
     refs.map((ref) =>
       io(async () => {
-        const cacheFile = bottleneckPath(opts.bottleneckDir, lists.classes[ref.classIndex]!.dir, ref.name, info.name);
+        const cacheFile = bottleneckPath(opts.bottleneckDir, lists.classes[ref.classIndex]!.dir, ref.name, cacheName);
         let stamp: ImageStamp;
         try {
           stamp = await stampOf(ref.file);
@@ -112,7 +122,9 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
     const ready = jobs.map((job, i) =>
       decodeLimit(async () => {
         const img = await decodeImage(job.ref.file);
-        toModuleInput(img, inputSpec, input.subarray(i * pixels, (i + 1) * pixels));
+        const out = input.subarray(i * pixels, (i + 1) * pixels);
+        if (opts.variant) opts.variant.input(img, job.ref, out);
+        else toModuleInput(img, inputSpec, out);
       }).then(
         () => null,
         (err: unknown) => (err instanceof ImageError ? err : new ImageError(job.ref.file, errorMessage(err), { cause: err })),

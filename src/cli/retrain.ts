@@ -39,6 +39,16 @@ export function retrainCommand(): Command {
     .option('--bottlenecks_only', 'stop after computing and caching the bottlenecks', false)
     .option('--bottleneck_batch_size <n>', 'images per inference call when computing bottlenecks', intArg('--bottleneck_batch_size'), d.bottleneckBatchSize)
     .addOption(new Option('--backend <name>', 'compute backend').choices([...BACKENDS]).default('auto'))
+    .option('--flip_left_right', 'randomly mirror half of the training images horizontally', false)
+    .option('--random_crop <p>', 'percentage margin to crop training images by at random', floatArg('--random_crop'), 0)
+    .option('--random_scale <p>', 'percentage to randomly enlarge training images by', floatArg('--random_scale'), 0)
+    .option('--random_brightness <p>', 'percentage to randomly multiply training pixel values up or down by', floatArg('--random_brightness'), 0)
+    .option(
+      '--distortion_variants <k>',
+      'with distortions: distorted copies per training image, cached once (0: fresh ones every step, as retrain.py)',
+      intArg('--distortion_variants'),
+      d.distortionVariants,
+    )
     .option('--seed <n>', 'random seed: the same seed gives the same results', intArg('--seed'), d.seed)
     .option('--strict', 'stop at the first unusable image instead of skipping it', false)
     .option('--verbose', 'show stack traces on errors', false);
@@ -79,6 +89,13 @@ export function optionsFromFlags(f: Flags): RetrainOptions {
     bottlenecksOnly: f['bottlenecks_only'] === true,
     bottleneckBatchSize: f['bottleneck_batch_size'] as number,
     strict: f['strict'] === true,
+    distortions: {
+      flipLeftRight: f['flip_left_right'] === true,
+      randomCrop: f['random_crop'] as number,
+      randomScale: f['random_scale'] as number,
+      randomBrightness: f['random_brightness'] as number,
+    },
+    distortionVariants: f['distortion_variants'] as number,
   };
 }
 

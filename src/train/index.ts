@@ -30,6 +30,8 @@ export interface TrainOptions {
   onIntermediate?: (step: number, head: Head) => Promise<void>;
   /** Called at every evaluation, for summaries. */
   onEval?: (point: EvalPoint, head: Head) => void | Promise<void>;
+  /** Replaces the sampled training rows' bottlenecks (fresh distortions: bottleneck/distorted.ts). */
+  trainBottlenecks?: (rows: Int32Array, step: number) => Promise<Float32Array>;
   log: Logger;
 }
 
@@ -146,6 +148,11 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
 
   for (let i = 0; i < opts.steps; i++) {
     const batch = sampleRows(training, bottleneckSize, opts.trainBatchSize, pickTrain);
+    if (opts.trainBottlenecks) {
+      const x = await opts.trainBottlenecks(batch.idx, i);
+      batch.x.dispose();
+      batch.x = tf.tensor2d(x, [batch.idx.length, bottleneckSize]);
+    }
     tf.tidy(() => {
       optimizer.minimize(() => tf.losses.softmaxCrossEntropy(tf.oneHot(batch.y, classCount), head.logits(batch.x)) as tf.Scalar, false, vars);
     });
