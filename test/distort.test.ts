@@ -17,7 +17,8 @@ import { resizeWindow, toModuleInput, type InputSpec, type RgbImage } from '../s
 import { UsageError } from '../src/errors.js';
 import { MemoryLogger } from '../src/log.js';
 import { defaultRetrainOptions, runRetrain, type RetrainOptions } from '../src/retrain.js';
-import { makeImageDir, makeLayersModel, tempDir, useCpuBackend } from './helpers/fixtures.js';
+import { optionsFromFlags, retrainCommand } from '../src/cli/retrain.js';
+import { makeImageDir, makeLayersModel, runCli, tempDir, useCpuBackend } from './helpers/fixtures.js';
 
 /** Raw pixels, so values are exact: mean 0, std 1 keeps them in 0..255. */
 const RAW: InputSpec = { height: 24, width: 20, mean: 0, std: 1 };
@@ -107,9 +108,9 @@ test('a crop is a window of the module size inside the image resized to size x m
 
 test('crop without scale upscales by exactly the margin', () => {
   for (let s = 0; s < 20; s++) {
-    const win = randomWindow({ height: 224, width: 224 }, { ...OFF, randomCrop: 10 }, seededUniform(s, 'margin'));
-    assert.equal(win.scaledHeight, 246); // int(224 * 1.1), as retrain.py's cast
-    assert.equal(win.scaledWidth, 246);
+    const win = randomWindow({ height: 224, width: 224 }, { ...OFF, randomCrop: 15 }, seededUniform(s, 'margin'));
+    assert.equal(win.scaledHeight, 257); // int(224 * 1.15 = 257.6), as retrain.py's cast
+    assert.equal(win.scaledWidth, 257);
   }
 });
 
@@ -161,6 +162,26 @@ test('the cache tag changes with every setting, the seed and the variant', () =>
   ]);
   assert.equal(tags.size, 7);
   assert.equal(distortionTag(all, 0, 0), distortionTag({ ...all }, 0, 0));
+});
+
+test('the CLI maps the distortion flags, with retrain.py defaults (all off)', () => {
+  const parse = (args: string[]) => optionsFromFlags(retrainCommand().parse(['node', 'retrain', ...args]).opts());
+  const d = parse(['--image_dir', 'x']);
+  assert.deepEqual(d.distortions, OFF);
+  assert.equal(d.distortionVariants, 10);
+  const o = parse(['--image_dir', 'x', '--flip_left_right', '--random_crop', '5', '--random_scale', '7.5', '--random_brightness', '9', '--distortion_variants', '0']);
+  assert.deepEqual(o.distortions, { flipLeftRight: true, randomCrop: 5, randomScale: 7.5, randomBrightness: 9 });
+  assert.equal(o.distortionVariants, 0);
+});
+
+test('a bad distortion flag is one line and exit status 2', () => {
+  const r = runCli('retrain', ['--image_dir', 'x', '--random_brightness', '120']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /--random_brightness 120 must be a percentage from 0 to 100/);
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+  const v = runCli('retrain', ['--image_dir', 'x', '--distortion_variants', 'lots']);
+  assert.equal(v.status, 2);
+  assert.match(v.stderr, /--distortion_variants needs a whole number/);
 });
 
 describeRuns();
