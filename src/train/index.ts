@@ -54,7 +54,9 @@ export class Head {
     seed: number,
   ) {
     // retrain.py: truncated normal, stddev 0.001; zero biases.
-    this.weights = tf.variable(tf.truncatedNormal([bottleneckSize, classCount], 0, 0.001, 'float32', seed), true, 'final_weights');
+    // tfjs treats seed 0 as no seed (Math.random), so --seed 0 is mapped to a nonzero one.
+    const initSeed = makeRng(seed, 'head')(2 ** 31 - 1) + 1;
+    this.weights = tf.variable(tf.truncatedNormal([bottleneckSize, classCount], 0, 0.001, 'float32', initSeed), true, 'final_weights');
     this.biases = tf.variable(tf.zeros([classCount]), true, 'final_biases');
   }
   logits(x: tf.Tensor2D): tf.Tensor2D {
