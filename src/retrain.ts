@@ -12,6 +12,8 @@ import { CATEGORIES, createImageLists, validateSplit, type Category, type ImageL
 import { RetrainError, UsageError } from './errors.js';
 import { exportModel, writeLabels } from './export/index.js';
 import { checkTensorFlowExport, exportSavedModel, isFrozenGraphPath } from './export/tf.js';
+import { distortedVariants, freshDistortions } from './bottleneck/distorted.js';
+import { NO_DISTORTIONS, distortionsOn, validateDistortions, type DistortionSettings } from './image/distort.js';
 import type { Logger } from './log.js';
 import { loadFeatureExtractor } from './module/index.js';
 import { moduleSummary, predictionSummary, splitSummary, writeSummary, type RunSummary } from './summary/index.js';
@@ -62,6 +64,10 @@ export interface RetrainOptions {
   reportDir?: string;
   /** Aborting it (the CLI does on Ctrl-C) stops the run with an InterruptedError; finished cache files are kept. */
   signal?: AbortSignal;
+  /** --flip_left_right, --random_crop, --random_scale, --random_brightness. */
+  distortions: DistortionSettings;
+  /** 0: fresh distortions every step (retrain.py); K > 0: K cached variants per training image. */
+  distortionVariants: number;
 }
 
 export function defaultRetrainOptions(): Omit<RetrainOptions, 'imageDir' | 'tfhubModule' | 'moduleCacheDir'> {
@@ -90,8 +96,13 @@ export function defaultRetrainOptions(): Omit<RetrainOptions, 'imageDir' | 'tfhu
     shardCount: 1,
     strict: false,
     summariesDir: path.join(tmp, 'retrain_logs'),
+    distortions: NO_DISTORTIONS,
+    distortionVariants: DEFAULT_DISTORTION_VARIANTS,
   };
 }
+
+/** Enough distinct views per image for a 4000-step run, at 10x the plain bottleneck cost, paid once (docs/issue4.md). */
+export const DEFAULT_DISTORTION_VARIANTS = 10;
 
 function validate(o: RetrainOptions): void {
   if (!o.imageDir) throw new UsageError('--image_dir is required: point it at a folder with one subfolder of images per class');
@@ -115,6 +126,10 @@ function validate(o: RetrainOptions): void {
   }
   if (o.numWorkers !== undefined && (!Number.isInteger(o.numWorkers) || o.numWorkers < 0)) {
     throw new UsageError(`--num_workers ${o.numWorkers} must be a whole number: 0 runs the module on the main thread`);
+  }
+  validateDistortions(o.distortions);
+  if (!Number.isInteger(o.distortionVariants) || o.distortionVariants < 0) {
+    throw new UsageError(`--distortion_variants ${o.distortionVariants} must be 0 (fresh distortions each step) or a whole number above 0`);
   }
   validateShard(o.shardIndex, o.shardCount, o.bottlenecksOnly);
   if (!Number.isInteger(o.seed)) throw new UsageError(`--seed ${o.seed} must be a whole number`);
@@ -220,6 +235,19 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
     if (missing.length > 0) {
       throw new RetrainError(`no usable training images for class ${missing.map((m) => `"${m}"`).join(', ')}: add images or lower --testing_percentage/--validation_percentage`);
     }
+    const distort = distortionsOn(o.distortions);
+    let trainBottlenecks: ((rows: Int32Array, step: number) => Promise<Float32Array>) | undefined;
+    if (distort) {
+      const d = { settings: o.distortions, seed: o.seed, bottleneckDir: o.bottleneckDir, batchSize: o.bottleneckBatchSize, strict: o.strict, log };
+      if (o.distortionVariants > 0) {
+        const v = await timed('distorted_bottlenecks', () => distortedVariants(lists, extractor, sets.training, o.distortionVariants, d));
+        log.info(`Distorted bottlenecks: ${v.computed} computed, ${v.cached} cached (${o.distortionVariants} variants per training image)`);
+        sets.training = v.training;
+      } else {
+        log.info('Distortions on with --distortion_variants 0: computing fresh bottlenecks at every training step (slow)');
+        trainBottlenecks = freshDistortions(extractor, sets.training, d);
+      }
+    }
     const intermediate: string[] = [];
     const tb = new TrainingSummaries(o.summariesDir, log);
     const trained = await timed('training', () =>
@@ -230,6 +258,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
         validationBatchSize: o.validationBatchSize,
         evalStepInterval: o.evalStepInterval,
         seed: o.seed,
+        trainBottlenecks,
         intermediateStoreFrequency: o.intermediateStoreFrequency,
         signal: o.signal,
         onIntermediate: async (step, head) => {

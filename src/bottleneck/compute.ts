@@ -6,18 +6,20 @@
 import pLimit from 'p-limit';
 import { activeBackend, type BackendChoice } from '../backend.js';
 import { ImageError, errorMessage } from '../errors.js';
-import { decodeImage, toModuleInput } from '../image/index.js';
+import { decodeImage, toModuleInput, type RgbImage } from '../image/index.js';
 import type { Logger } from '../log.js';
 import type { FusedMode } from '../module/fused.js';
 import type { FeatureExtractor } from '../module/index.js';
 import { defaultNumWorkers, inProcessEngine, startWorkerPool, type ExtractEngine } from '../module/pool.js';
 
-export interface ComputeOptions {
+export interface ComputeOptions<J extends ComputeJob = ComputeJob> {
   batchSize: number;
   /** Inference threads; 0 runs the module on the main thread. Default: one per core. */
   numWorkers?: number;
   /** Checked before each batch and again before its inference: true skips the rest (Ctrl-C, a failed write). */
   shouldStop?: () => boolean;
+  /** Makes a job's module input from its decoded image; default: the plain resize (distorted variants differ). */
+  toInput?: (img: RgbImage, job: J, out: Float32Array) => void;
   log: Logger;
 }
 
@@ -63,7 +65,7 @@ export interface ComputeJob {
 export async function computeBottlenecks<J extends ComputeJob>(
   jobs: J[],
   extractor: FeatureExtractor,
-  opts: ComputeOptions,
+  opts: ComputeOptions<J>,
   done: (job: J, values: Float32Array) => void,
   failed: (file: string, reason: string, cause?: unknown) => void,
 ): Promise<{ workers: number }> {
@@ -94,7 +96,9 @@ export async function computeBottlenecks<J extends ComputeJob>(
       batch.map((job, i) =>
         decode(async () => {
           const img = await decodeImage(job.file);
-          toModuleInput(img, inputSpec, input.subarray(i * pixels, (i + 1) * pixels));
+          const out = input.subarray(i * pixels, (i + 1) * pixels);
+          if (opts.toInput) opts.toInput(img, job, out);
+          else toModuleInput(img, inputSpec, out);
         }).then(
           () => null,
           (err: unknown) => (err instanceof ImageError ? err : new ImageError(job.file, errorMessage(err), { cause: err })),

@@ -9,6 +9,7 @@ import pLimit from 'p-limit';
 import { allImages, type ImageLists, type ImageRef } from '../dataset/index.js';
 import { RetrainError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { RgbImage } from '../image/index.js';
 import type { FeatureExtractor } from '../module/index.js';
 import { throwIfInterrupted } from '../util/abort.js';
 import { writeAtomic } from '../util/fsutil.js';
@@ -30,6 +31,15 @@ export interface BottleneckOptions {
   /** Only the images of this shard (--shard_index/--shard_count); the others are not even looked at. */
   shard?: Shard;
   log: Logger;
+  /** Distorted variants (bottleneck/distorted.ts) instead of the plain bottlenecks. */
+  variant?: BottleneckVariant;
+}
+
+/** Which images, a tag for their cache file names, and how to make their module input. */
+export interface BottleneckVariant {
+  images: ImageRef[];
+  tag: string;
+  input(img: RgbImage, ref: ImageRef, out: Float32Array): void;
 }
 
 export interface FailedImage {
@@ -76,13 +86,14 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
 
   const stale = await removeStaleTemps(opts.bottleneckDir, lists.classes.map((c) => c.dir));
   if (stale > 0) log.info(`Removed ${stale} temp files that killed runs left in ${opts.bottleneckDir}`);
-  const refs = allImages(lists).filter((ref) => inShard(lists.classes[ref.classIndex]!.dir, ref.name, opts.shard));
+  const refs = (opts.variant?.images ?? allImages(lists)).filter((ref) => inShard(lists.classes[ref.classIndex]!.dir, ref.name, opts.shard));
+  const cacheName = opts.variant ? `${info.name}_${opts.variant.tag}` : info.name;
   const todo: Job[] = [];
   const io = pLimit(32);
   const checked = await Promise.all(
     refs.map((ref) =>
       io(async () => {
-        const cacheFile = bottleneckPath(opts.bottleneckDir, lists.classes[ref.classIndex]!.dir, ref.name, info.name);
+        const cacheFile = bottleneckPath(opts.bottleneckDir, lists.classes[ref.classIndex]!.dir, ref.name, cacheName);
         let stamp: ImageStamp;
         try {
           stamp = await stampOf(ref.file);
@@ -122,6 +133,7 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
       batchSize: opts.batchSize ?? 4,
       numWorkers: opts.numWorkers,
       shouldStop: () => writeError !== undefined || opts.signal?.aborted === true,
+      toInput: opts.variant ? (img, job, out) => opts.variant!.input(img, job.ref, out) : undefined,
       log,
     },
     (job, values) => {

@@ -44,6 +44,16 @@ export function retrainCommand(): Command {
     .option('--shard_index <i>', 'with --bottlenecks_only: compute only the images of shard i (0 to --shard_count - 1)', intArg('--shard_index'), d.shardIndex)
     .option('--shard_count <n>', 'with --bottlenecks_only: split the images into n shards for several processes or machines', intArg('--shard_count'), d.shardCount)
     .addOption(new Option('--backend <name>', 'compute backend').choices([...BACKENDS]).default('auto'))
+    .option('--flip_left_right', 'randomly mirror half of the training images horizontally', false)
+    .option('--random_crop <p>', 'percentage margin to crop training images by at random', floatArg('--random_crop'), 0)
+    .option('--random_scale <p>', 'percentage to randomly enlarge training images by', floatArg('--random_scale'), 0)
+    .option('--random_brightness <p>', 'percentage to randomly multiply training pixel values up or down by', floatArg('--random_brightness'), 0)
+    .option(
+      '--distortion_variants <k>',
+      'with distortions: distorted copies per training image, cached once (0: fresh ones every step, as retrain.py)',
+      intArg('--distortion_variants'),
+      d.distortionVariants,
+    )
     .option('--seed <n>', 'random seed: the same seed gives the same results', intArg('--seed'), d.seed)
     .option('--strict', 'stop at the first unusable image instead of skipping it', false)
     .option('--verbose', 'show stack traces on errors', false);
@@ -89,6 +99,13 @@ export function optionsFromFlags(f: Flags): RetrainOptions {
     strict: f['strict'] === true,
     summariesDir: str('summaries_dir')!,
     reportDir: str('report_dir'),
+    distortions: {
+      flipLeftRight: f['flip_left_right'] === true,
+      randomCrop: f['random_crop'] as number,
+      randomScale: f['random_scale'] as number,
+      randomBrightness: f['random_brightness'] as number,
+    },
+    distortionVariants: f['distortion_variants'] as number,
   };
 }
 

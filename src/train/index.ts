@@ -34,6 +34,8 @@ export interface TrainOptions {
   onEval?: (point: EvalPoint, head: Head) => void | Promise<void>;
   /** Checked at every evaluation (Ctrl-C). */
   signal?: AbortSignal;
+  /** Replaces the sampled training rows' bottlenecks (fresh distortions: bottleneck/distorted.ts). */
+  trainBottlenecks?: (rows: Int32Array, step: number) => Promise<Float32Array>;
   log: Logger;
 }
 
@@ -150,6 +152,11 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
 
   for (let i = 0; i < opts.steps; i++) {
     const batch = sampleRows(training, bottleneckSize, opts.trainBatchSize, pickTrain);
+    if (opts.trainBottlenecks) {
+      const x = await opts.trainBottlenecks(batch.idx, i);
+      batch.x.dispose();
+      batch.x = tf.tensor2d(x, [batch.idx.length, bottleneckSize]);
+    }
     sgdStep(head, batch.x, batch.y, opts.learningRate);
     const isLast = i + 1 === opts.steps;
     if (i % opts.evalStepInterval === 0 || isLast) {

@@ -1,0 +1,149 @@
+/**
+ * Bottlenecks of distorted training images, in retrain.py's two ways:
+ * - `--distortion_variants 0`: fresh distortions at every training step (retrain.py's
+ *   behaviour: every step runs the module on a whole batch, which is what makes it slow);
+ * - `--distortion_variants K`: K distorted variants per training image, computed once,
+ *   cached on disk like the plain bottlenecks and sampled from during training.
+ */
+import path from 'node:path';
+import pLimit from 'p-limit';
+import * as tf from '@tensorflow/tfjs';
+import { allImages, type ImageLists } from '../dataset/index.js';
+import { RetrainError, errorMessage } from '../errors.js';
+import { distortedInput, distortionTag, seededUniform, type DistortionSettings } from '../image/distort.js';
+import { decodeImage, type RgbImage } from '../image/index.js';
+import type { Logger } from '../log.js';
+import type { FeatureExtractor } from '../module/index.js';
+import type { LabeledSet } from '../train/index.js';
+import { cacheBottlenecks } from './index.js';
+
+export interface DistortOptions {
+  settings: DistortionSettings;
+  seed: number;
+  bottleneckDir: string;
+  /** Images per inference call. */
+  batchSize: number;
+  strict?: boolean;
+  log: Logger;
+}
+
+export interface DistortedSet {
+  /** K rows per usable training image. */
+  training: LabeledSet;
+  computed: number;
+  cached: number;
+}
+
+/** The random stream of one variant of one image: independent of batch order and of other images. */
+function variantStream(lists: ImageLists, classIndex: number, name: string, variant: number): string {
+  return `${lists.classes[classIndex]!.dir}/${name}:${variant}`;
+}
+
+/** Computes (or reads from the cache) K distorted variants of each training image. */
+export async function distortedVariants(
+  lists: ImageLists,
+  extractor: FeatureExtractor,
+  training: LabeledSet,
+  variants: number,
+  opts: DistortOptions,
+): Promise<DistortedSet> {
+  const usable = new Set(training.files);
+  const images = allImages(lists).filter((r) => r.category === 'training' && usable.has(r.file));
+  const perVariant: Array<Map<string, Float32Array>> = [];
+  let computed = 0;
+  let cached = 0;
+  for (let v = 0; v < variants; v++) {
+    opts.log.info(`Distorted bottlenecks, variant ${v + 1} of ${variants}`);
+    const b = await cacheBottlenecks(lists, extractor, {
+      bottleneckDir: opts.bottleneckDir,
+      batchSize: opts.batchSize,
+      strict: opts.strict,
+      log: opts.log,
+      variant: {
+        images,
+        tag: distortionTag(opts.settings, opts.seed, v),
+        input: (img, ref, out) => {
+          distortedInput(img, extractor.inputSpec, opts.settings, seededUniform(opts.seed, variantStream(lists, ref.classIndex, ref.name, v)), out);
+        },
+      },
+    });
+    perVariant.push(b.values);
+    computed += b.computed;
+    cached += b.cached;
+  }
+  const size = extractor.info.bottleneckSize;
+  const files: string[] = [];
+  const labels: number[] = [];
+  const rows: Float32Array[] = [];
+  training.files.forEach((file, i) => {
+    for (const values of perVariant) {
+      const row = values.get(file);
+      if (!row) continue;
+      files.push(file);
+      labels.push(training.y[i]!);
+      rows.push(row);
+    }
+  });
+  const x = new Float32Array(rows.length * size);
+  rows.forEach((r, i) => x.set(r, i * size));
+  return { training: { x, y: Int32Array.from(labels), files }, computed, cached };
+}
+
+/** Decoded images kept in memory up to this many bytes, so steps after the first few skip decoding. */
+const DECODED_CACHE_BYTES = 512 * 1024 * 1024;
+
+/**
+ * `--distortion_variants 0`: for trainHead's `trainBottlenecks` hook, the bottlenecks
+ * of freshly distorted copies of the sampled training rows. Draws depend only on the
+ * seed, the step and the slot in the batch, so a rerun gives the same pixels.
+ */
+export function freshDistortions(
+  extractor: FeatureExtractor,
+  training: LabeledSet,
+  opts: DistortOptions,
+): (rows: Int32Array, step: number) => Promise<Float32Array> {
+  const decoded = new Map<string, RgbImage>();
+  let decodedBytes = 0;
+  const decodeLimit = pLimit(4);
+  const { inputSpec, info } = extractor;
+  const pixels = inputSpec.height * inputSpec.width * 3;
+  const chunk = Math.max(1, opts.batchSize);
+
+  const load = async (file: string): Promise<RgbImage> => {
+    const hit = decoded.get(file);
+    if (hit) return hit;
+    let img: RgbImage;
+    try {
+      img = await decodeImage(file);
+    } catch (err) {
+      // It decoded when its bottleneck was cached; a failure now means it changed mid-run.
+      throw new RetrainError(`${errorMessage(err)} (while distorting ${path.basename(file)} for training)`, 1, { cause: err });
+    }
+    if (decodedBytes + img.data.byteLength <= DECODED_CACHE_BYTES) {
+      decoded.set(file, img);
+      decodedBytes += img.data.byteLength;
+    }
+    return img;
+  };
+
+  return async (rows, step) => {
+    const out = new Float32Array(rows.length * info.bottleneckSize);
+    for (let start = 0; start < rows.length; start += chunk) {
+      const n = Math.min(chunk, rows.length - start);
+      const input = new Float32Array(n * pixels);
+      await Promise.all(
+        Array.from({ length: n }, (_, k) =>
+          decodeLimit(async () => {
+            const slot = start + k;
+            const img = await load(training.files[rows[slot]!]!);
+            distortedInput(img, inputSpec, opts.settings, seededUniform(opts.seed, `step${step}:${slot}`), input.subarray(k * pixels, (k + 1) * pixels));
+          }),
+        ),
+      );
+      const t = tf.tidy(() => extractor.extract(tf.tensor4d(input, [n, inputSpec.height, inputSpec.width, 3])));
+      out.set((await t.data()) as Float32Array, start * info.bottleneckSize);
+      t.dispose();
+    }
+    return out;
+  };
+}
