@@ -238,7 +238,16 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
     const distort = distortionsOn(o.distortions);
     let trainBottlenecks: ((rows: Int32Array, step: number) => Promise<Float32Array>) | undefined;
     if (distort) {
-      const d = { settings: o.distortions, seed: o.seed, bottleneckDir: o.bottleneckDir, batchSize: o.bottleneckBatchSize, strict: o.strict, log };
+      const d = {
+        settings: o.distortions,
+        seed: o.seed,
+        bottleneckDir: o.bottleneckDir,
+        batchSize: o.bottleneckBatchSize,
+        strict: o.strict,
+        numWorkers: o.numWorkers,
+        signal: o.signal,
+        log,
+      };
       if (o.distortionVariants > 0) {
         const v = await timed('distorted_bottlenecks', () => distortedVariants(lists, extractor, sets.training, o.distortionVariants, d));
         log.info(`Distorted bottlenecks: ${v.computed} computed, ${v.cached} cached (${o.distortionVariants} variants per training image)`);

@@ -24,6 +24,9 @@ export interface DistortOptions {
   /** Images per inference call. */
   batchSize: number;
   strict?: boolean;
+  /** Passed on to the bottleneck stage: worker threads, and Ctrl-C. */
+  numWorkers?: number;
+  signal?: AbortSignal;
   log: Logger;
 }
 
@@ -58,6 +61,8 @@ export async function distortedVariants(
       bottleneckDir: opts.bottleneckDir,
       batchSize: opts.batchSize,
       strict: opts.strict,
+      numWorkers: opts.numWorkers,
+      signal: opts.signal,
       log: opts.log,
       variant: {
         images,
