@@ -16,6 +16,11 @@ import { moduleSummary, predictionSummary, splitSummary, writeSummary, type RunS
 import { predictSet, trainHead, validateTrainOptions, type LabeledSet } from './train/index.js';
 import { writeReport } from './report/index.js';
 import { TrainingSummaries } from './tensorboard/index.js';
+import { validateFineTuneOptions } from './finetune/index.js';
+import { fineTuneStage } from './finetune/stage.js';
+import { exportAccuracy, folderBytes } from './export/evaluate.js';
+import { validateQuantizeBytes, type QuantizeBytes } from './export/quantize.js';
+import type { ClassWeighting, OptimizerName } from './train/options.js';
 
 export interface RetrainOptions {
   imageDir: string;
@@ -52,6 +57,19 @@ export interface RetrainOptions {
   summariesDir: string;
   /** report.html and its CSVs; beside --output_graph when unset. */
   reportDir?: string;
+  optimizer: OptimizerName;
+  hiddenUnits: number;
+  dropout: number;
+  labelSmoothing: number;
+  classWeighting: ClassWeighting;
+  earlyStoppingPatience: number;
+  /** 0: no fine-tuning (retrain.py). */
+  fineTuneLayers: number;
+  fineTuneSteps: number;
+  /** Unset: a tenth of --learning_rate. */
+  fineTuneLearningRate?: number;
+  fineTuneBatchSize: number;
+  quantizeBytes?: QuantizeBytes;
 }
 
 export function defaultRetrainOptions(): Omit<RetrainOptions, 'imageDir' | 'tfhubModule' | 'moduleCacheDir'> {
@@ -78,6 +96,15 @@ export function defaultRetrainOptions(): Omit<RetrainOptions, 'imageDir' | 'tfhu
     bottleneckBatchSize: 16,
     strict: false,
     summariesDir: path.join(tmp, 'retrain_logs'),
+    optimizer: 'sgd',
+    hiddenUnits: 0,
+    dropout: 0,
+    labelSmoothing: 0,
+    classWeighting: 'none',
+    earlyStoppingPatience: 0,
+    fineTuneLayers: 0,
+    fineTuneSteps: 100,
+    fineTuneBatchSize: 16,
   };
 }
 
@@ -91,7 +118,10 @@ function validate(o: RetrainOptions): void {
     validationBatchSize: o.validationBatchSize,
     evalStepInterval: o.evalStepInterval,
     seed: o.seed,
+    ...headTrainingOptions(o),
   });
+  validateFineTuneOptions({ layers: o.fineTuneLayers, steps: o.fineTuneSteps, learningRate: fineTuneRate(o), batchSize: o.fineTuneBatchSize });
+  validateQuantizeBytes(o.quantizeBytes);
   if (!Number.isInteger(o.testBatchSize) || (o.testBatchSize <= 0 && o.testBatchSize !== -1)) {
     throw new UsageError(`--test_batch_size ${o.testBatchSize} must be above 0, or -1 for the whole set`);
   }
@@ -111,6 +141,13 @@ function validate(o: RetrainOptions): void {
     throw new UsageError(`--final_tensor_name "${o.finalTensorName}" must be a plain name without spaces, '/' or ':'`);
   }
 }
+
+function headTrainingOptions(o: RetrainOptions) {
+  const { optimizer, hiddenUnits, dropout, labelSmoothing, classWeighting, earlyStoppingPatience } = o;
+  return { optimizer, hiddenUnits, dropout, labelSmoothing, classWeighting, earlyStoppingPatience };
+}
+
+const fineTuneRate = (o: RetrainOptions): number => o.fineTuneLearningRate ?? o.learningRate / 10;
 
 function labeledSet(lists: ImageLists, bottlenecks: Bottlenecks, category: Category): LabeledSet {
   const files: string[] = [];
@@ -216,6 +253,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
           intermediate.push(dir);
         },
         onEval: (point, h) => tb.onEval(point, h),
+        ...headTrainingOptions(o),
         log,
       }).finally(() => tb.close()),
     );
@@ -226,7 +264,13 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
       final_validation_accuracy: final.validationN > 0 ? final.validationAccuracy : null,
       cross_entropy: final.crossEntropy,
       history: trained.history,
+      ...(trained.bestStep === undefined ? {} : { best_step: trained.bestStep, stopped_early: trained.stoppedEarly }),
     };
+    if (o.fineTuneLayers > 0) {
+      const ft = await timed('fine_tuning', () => fineTuneStage(extractor, head, sets, { ...o, fineTuneLearningRate: fineTuneRate(o) }, log));
+      sets.testing = ft.testing;
+      summary.fine_tune = ft.summary;
+    }
 
     const misclassified: RetrainResult['misclassified'] = [];
     await timed('testing', async () => {
@@ -250,9 +294,15 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
     });
 
     await timed('export', async () => {
-      await exportModel(extractor, await head.values(), { dir: o.outputGraph, labels, finalTensorName: o.finalTensorName });
+      await exportModel(extractor, await head.values(), { dir: o.outputGraph, labels, finalTensorName: o.finalTensorName, quantizeBytes: o.quantizeBytes });
       await writeLabels(o.outputLabels, labels);
     });
+    if (o.quantizeBytes) {
+      const bytes = folderBytes(o.outputGraph);
+      const acc = sets.testing.y.length ? await timed('export_check', () => exportAccuracy(o.outputGraph, sets.testing.files, sets.testing.y)) : null;
+      summary.export = { quantize_bytes: o.quantizeBytes, bytes, test_accuracy: acc };
+      log.info(`Export with ${o.quantizeBytes === 1 ? 'uint8' : 'float16'} weights: ${bytes} bytes; test accuracy loaded back = ${acc === null ? 'n/a' : `${(acc * 100).toFixed(1)}%`}`);
+    }
     log.info(`Wrote the retrained model to ${o.outputGraph} and its labels to ${o.outputLabels}`);
     summary.outputs = { output_graph: o.outputGraph, output_labels: o.outputLabels, intermediate };
     head.dispose();

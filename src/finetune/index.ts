@@ -1,0 +1,157 @@
+/**
+ * --fine_tune_layers: after the head is trained on bottlenecks, unfreeze the top
+ * layers of a layers-model module and train them with the head, end to end on
+ * images, at a low learning rate (the Keras transfer-learning tutorial's second stage).
+ *
+ * The frozen bottom runs outside the gradient tape and only the unfrozen top is
+ * recorded, so memory and time for the backward pass scale with the top alone.
+ * Layers always run with training=false: batch normalization keeps its moving
+ * statistics (inference mode), as the tutorial requires.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { UsageError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { FeatureExtractor } from '../module/index.js';
+import { makeRng, type Head, type LabeledSet } from '../train/index.js';
+import { classWeights, headLoss, makeOptimizer, type ClassWeighting, type OptimizerName } from '../train/options.js';
+import type { ImageBatchSource } from './batches.js';
+
+export interface FineTuneOptions {
+  /** Layers with weights, counted down from the bottleneck. */
+  layers: number;
+  steps: number;
+  learningRate: number;
+  batchSize: number;
+  evalStepInterval: number;
+  seed: number;
+  optimizer: OptimizerName;
+  labelSmoothing?: number;
+  classWeighting?: ClassWeighting;
+  /** Training images for each step. */
+  batches: ImageBatchSource;
+  log: Logger;
+}
+
+export interface FineTuneResult {
+  layers: string[];
+  /** Trainable values unfrozen in the module. */
+  parameters: number;
+  history: Array<{ step: number; crossEntropy: number }>;
+}
+
+export function validateFineTuneOptions(o: { layers: number; steps: number; learningRate: number; batchSize: number }): void {
+  if (!Number.isInteger(o.layers) || o.layers < 0) throw new UsageError(`--fine_tune_layers ${o.layers} must be 0 (off) or a whole number above 0`);
+  if (o.layers === 0) return;
+  if (!Number.isInteger(o.steps) || o.steps <= 0) throw new UsageError(`--fine_tune_steps ${o.steps} must be a whole number above 0`);
+  if (!Number.isInteger(o.batchSize) || o.batchSize <= 0) throw new UsageError(`--fine_tune_batch_size ${o.batchSize} must be a whole number above 0`);
+  if (!(o.learningRate > 0) || !Number.isFinite(o.learningRate)) {
+    throw new UsageError(`--fine_tune_learning_rate ${o.learningRate} must be a number above 0`);
+  }
+}
+
+type Sym = tf.SymbolicTensor;
+
+/** The module split at the first unfrozen layer: the frozen part's outputs feed the trainable top. */
+interface Split {
+  model: tf.LayersModel;
+  top: tf.layers.Layer[];
+  region: tf.layers.Layer[];
+  frontier: Sym[];
+  variables: tf.Variable[];
+}
+
+export function splitModule(ex: FeatureExtractor, n: number): Split {
+  const model = ex.layersModel;
+  if (!model) {
+    throw new UsageError(
+      `--fine_tune_layers works with layers-model modules only; ${ex.info.spec} is a ${ex.info.format}: ` +
+        'use a layers-model version of the module (e.g. tfjs-models MobileNet) or drop --fine_tune_layers',
+    );
+  }
+  const weighted = model.layers.filter((l) => l.weights.length > 0);
+  if (n > weighted.length) throw new UsageError(`--fine_tune_layers ${n} is more than the ${weighted.length} layers with weights in module ${ex.info.spec}`);
+  const top = weighted.slice(-n);
+  const region = model.layers.slice(model.layers.indexOf(top[0]!)).filter((l) => l.getClassName() !== 'InputLayer');
+  const produced = new Set<number>(region.map((l) => (l.output as Sym).id));
+  const frontier: Sym[] = [];
+  for (const l of region) {
+    if (l.inboundNodes.length !== 1) throw new UsageError(`--fine_tune_layers: layer ${l.name} is shared; cannot fine-tune across it, use a smaller value`);
+    for (const t of l.inboundNodes[0]!.inputTensors) {
+      if (!produced.has(t.id) && !frontier.some((f) => f.id === t.id)) frontier.push(t);
+    }
+  }
+  for (const l of top) l.trainable = true;
+  const variables = top.flatMap((l) => l.trainableWeights.map((w) => w.read() as tf.Variable));
+  return { model, top, region, frontier, variables };
+}
+
+/** The frozen part: values of the frontier tensors, computed without a gradient tape. */
+function frozenPart(s: Split, x: tf.Tensor4D): tf.Tensor[] {
+  const inputs = new Set(s.model.inputs.map((t) => t.id));
+  const names = s.frontier.filter((t) => !inputs.has(t.id)).map((t) => t.name);
+  const computed = names.length ? (s.model.execute(x, names.length === 1 ? names[0]! : names) as tf.Tensor | tf.Tensor[]) : [];
+  const list = Array.isArray(computed) ? computed : [computed];
+  let k = 0;
+  return s.frontier.map((t) => (inputs.has(t.id) ? x.clone() : list[k++]!));
+}
+
+/** The trainable top, layer by layer, from the frontier values to the bottleneck [N, D]. */
+function topPart(s: Split, frontier: tf.Tensor[]): tf.Tensor2D {
+  const values = new Map<number, tf.Tensor>(s.frontier.map((t, i) => [t.id, frontier[i]!]));
+  for (const l of s.region) {
+    const ins = l.inboundNodes[0]!.inputTensors.map((t) => values.get(t.id)!);
+    values.set((l.output as Sym).id, l.apply(ins.length === 1 ? ins[0]! : ins, { training: false }) as tf.Tensor);
+  }
+  const out = values.get(s.model.outputs[0]!.id)!;
+  return out.reshape([out.shape[0]!, -1]);
+}
+
+export async function fineTune(ex: FeatureExtractor, head: Head, training: LabeledSet, o: FineTuneOptions): Promise<FineTuneResult> {
+  const split = splitModule(ex, o.layers);
+  const log = o.log;
+  const parameters = split.variables.reduce((sum, v) => sum + v.size, 0);
+  log.info(
+    `Fine-tuning the top ${o.layers} layers of the module (${split.top[0]!.name} … ${split.top[split.top.length - 1]!.name}, ` +
+      `${parameters} values) with the head: ${o.steps} steps of ${o.batchSize} images at learning rate ${o.learningRate}`,
+  );
+  const optimizer = makeOptimizer(o.optimizer, o.learningRate);
+  const weights = classWeights(training.y, head.classCount, o.classWeighting);
+  const pick = makeRng(o.seed, 'fine_tune');
+  const vars = [...split.variables, ...head.variables];
+  const history: FineTuneResult['history'] = [];
+  try {
+    for (let step = 0; step < o.steps; step++) {
+      const rows = Array.from({ length: o.batchSize }, () => pick(training.y.length));
+      const x = await o.batches(rows.map((r) => training.files[r]!), step);
+      const y = tf.tensor1d(rows.map((r) => training.y[r]!), 'int32');
+      const frontier = tf.tidy(() => frozenPart(split, x));
+      const cost = tf.tidy(() => {
+        const c = optimizer.minimize(() => headLoss(head.logits(topPart(split, frontier), true), y, head.classCount, o.labelSmoothing, weights), true, vars);
+        return c!.dataSync()[0]!;
+      });
+      tf.dispose([x, y, ...frontier]);
+      if (step % o.evalStepInterval === 0 || step + 1 === o.steps) {
+        history.push({ step, crossEntropy: cost });
+        log.info(`Fine-tune step ${step}: Cross entropy = ${cost.toFixed(6)}`);
+      }
+      log.progress?.('fine-tuning', step + 1, o.steps);
+    }
+  } finally {
+    optimizer.dispose();
+  }
+  return { layers: split.top.map((l) => l.name), parameters, history };
+}
+
+/** Bottlenecks of a set through the (fine-tuned) module, in memory: the disk cache holds the original module's. */
+export async function recomputeBottlenecks(ex: FeatureExtractor, set: LabeledSet, batches: ImageBatchSource, batchSize: number): Promise<LabeledSet> {
+  const size = ex.info.bottleneckSize;
+  const x = new Float32Array(set.y.length * size);
+  for (let i = 0; i < set.files.length; i += batchSize) {
+    const files = set.files.slice(i, i + batchSize);
+    const input = await batches(files, 0);
+    const out = ex.extract(input);
+    x.set((await out.data()) as Float32Array, i * size);
+    tf.dispose([input, out]);
+  }
+  return { x, y: set.y, files: set.files };
+}
