@@ -16,7 +16,7 @@ import { moduleSummary, predictionSummary, splitSummary, writeSummary, type RunS
 import { predictSet, trainHead, validateTrainOptions, type LabeledSet } from './train/index.js';
 import { writeReport } from './report/index.js';
 import { TrainingSummaries } from './tensorboard/index.js';
-import { validateFineTuneOptions } from './finetune/index.js';
+import { splitModule, validateFineTuneOptions } from './finetune/index.js';
 import { fineTuneStage } from './finetune/stage.js';
 import { exportAccuracy, folderBytes } from './export/evaluate.js';
 import { validateQuantizeBytes, type QuantizeBytes } from './export/quantize.js';
@@ -204,6 +204,8 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
     }),
   );
   const { info } = extractor;
+  // Refuse a module that cannot be fine-tuned before spending time on bottlenecks.
+  if (o.fineTuneLayers > 0) splitModule(extractor, o.fineTuneLayers);
   log.info(
     `Module ${info.spec}: ${info.format}, input ${info.inputHeight}x${info.inputWidth} in [${info.inputRange.join(', ')}], ` +
       `bottleneck ${info.bottleneckTensor} (${info.bottleneckSize} values)`,

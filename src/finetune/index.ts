@@ -95,15 +95,88 @@ function frozenPart(s: Split, x: tf.Tensor4D): tf.Tensor[] {
   return s.frontier.map((t) => (inputs.has(t.id) ? x.clone() : list[k++]!));
 }
 
+interface ConvLike {
+  kernelSize: number[];
+  strides: number[];
+  dilationRate: number | number[];
+  padding: string;
+  dataFormat: string;
+  depthMultiplier?: number;
+  activation: { apply(x: tf.Tensor): tf.Tensor };
+}
+
+/**
+ * Pointwise and stride-1 depthwise convolutions (MobileNet's top blocks) written
+ * with matMul, slice and mul, whose gradients every backend has: the wasm backend
+ * lacks the convolution gradient kernels, and the JS backend's take minutes per step.
+ * Other layers return undefined and run as they are.
+ */
+function convAsBasicOps(l: tf.layers.Layer, x: tf.Tensor): tf.Tensor | undefined {
+  const cls = l.getClassName();
+  if (cls !== 'Conv2D' && cls !== 'DepthwiseConv2D') return undefined;
+  const c = l as unknown as ConvLike;
+  const dil = Array.isArray(c.dilationRate) ? c.dilationRate : [c.dilationRate, c.dilationRate];
+  if (c.dataFormat !== 'channelsLast' || c.strides.some((v) => v !== 1) || dil.some((v) => v !== 1) || x.rank !== 4) return undefined;
+  const [kernel, bias] = l.trainableWeights.map((w) => w.read());
+  const [n, h, w, cin] = x.shape as [number, number, number, number];
+  let y: tf.Tensor;
+  if (cls === 'Conv2D') {
+    if (c.kernelSize.some((v) => v !== 1)) return undefined;
+    const cout = kernel!.shape[3]!;
+    y = tf.matMul(x.reshape([n * h * w, cin]), kernel!.reshape([cin, cout])).reshape([n, h, w, cout]);
+  } else {
+    if ((c.depthMultiplier ?? 1) !== 1 || !['same', 'valid'].includes(c.padding)) return undefined;
+    const [kh, kw] = c.kernelSize as [number, number];
+    const same = c.padding === 'same';
+    const xp = same ? tf.pad(x, [[0, 0], [Math.floor((kh - 1) / 2), kh - 1 - Math.floor((kh - 1) / 2)], [Math.floor((kw - 1) / 2), kw - 1 - Math.floor((kw - 1) / 2)], [0, 0]]) : x;
+    const oh = same ? h : h - kh + 1;
+    const ow = same ? w : w - kw + 1;
+    const terms: tf.Tensor[] = [];
+    for (let a = 0; a < kh; a++) {
+      for (let b = 0; b < kw; b++) {
+        terms.push(tf.mul(tf.slice(xp, [0, a, b, 0], [n, oh, ow, cin]), tf.slice(kernel!, [a, b, 0, 0], [1, 1, cin, 1]).reshape([cin])));
+      }
+    }
+    y = tf.addN(terms);
+  }
+  if (bias) y = tf.add(y, bias);
+  return c.activation.apply(y);
+}
+
 /** The trainable top, layer by layer, from the frontier values to the bottleneck [N, D]. */
 function topPart(s: Split, frontier: tf.Tensor[]): tf.Tensor2D {
   const values = new Map<number, tf.Tensor>(s.frontier.map((t, i) => [t.id, frontier[i]!]));
   for (const l of s.region) {
     const ins = l.inboundNodes[0]!.inputTensors.map((t) => values.get(t.id)!);
-    values.set((l.output as Sym).id, l.apply(ins.length === 1 ? ins[0]! : ins, { training: false }) as tf.Tensor);
+    const basic = ins.length === 1 ? convAsBasicOps(l, ins[0]!) : undefined;
+    values.set((l.output as Sym).id, basic ?? (l.apply(ins.length === 1 ? ins[0]! : ins, { training: false }) as tf.Tensor));
   }
   const out = values.get(s.model.outputs[0]!.id)!;
   return out.reshape([out.shape[0]!, -1]);
+}
+
+/** Frozen part then top part: the same features as the module's predict, for checks. */
+export function forwardSplit(s: Split, x: tf.Tensor4D): tf.Tensor2D {
+  return tf.tidy(() => topPart(s, frozenPart(s, x)));
+}
+
+/** Kernels the backward pass of conv layers needs; the wasm backend has none of them. */
+const GRADIENT_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput'];
+
+/**
+ * The backend for the trainable top: the active one when it has the gradient
+ * kernels, else tfjs' plain JS backend. Tensors move between backends on first
+ * use, so the variables settle on the training backend after one step.
+ */
+export function gradientBackend(s: Split): string {
+  const active = tf.getBackend();
+  if (GRADIENT_KERNELS.every((k) => tf.getKernel(k, active) !== undefined)) return active;
+  const rewritable = s.region.every((l) => {
+    if (!/Conv/.test(l.getClassName())) return true;
+    const shape = (l.inboundNodes[0]!.inputTensors[0]!.shape as number[]).map((d) => d ?? 1);
+    return tf.tidy(() => convAsBasicOps(l, tf.zeros(shape)) !== undefined);
+  });
+  return rewritable ? active : 'cpu';
 }
 
 export async function fineTune(ex: FeatureExtractor, head: Head, training: LabeledSet, o: FineTuneOptions): Promise<FineTuneResult> {
@@ -119,16 +192,27 @@ export async function fineTune(ex: FeatureExtractor, head: Head, training: Label
   const pick = makeRng(o.seed, 'fine_tune');
   const vars = [...split.variables, ...head.variables];
   const history: FineTuneResult['history'] = [];
+  const mainBackend = tf.getBackend();
+  const trainBackend = gradientBackend(split);
+  if (trainBackend !== mainBackend) {
+    log.info(`Fine-tuning: the ${mainBackend} backend has no convolution gradients; the frozen layers run on ${mainBackend}, the unfrozen top on ${trainBackend}`);
+  }
   try {
     for (let step = 0; step < o.steps; step++) {
       const rows = Array.from({ length: o.batchSize }, () => pick(training.y.length));
       const x = await o.batches(rows.map((r) => training.files[r]!), step);
       const y = tf.tensor1d(rows.map((r) => training.y[r]!), 'int32');
       const frontier = tf.tidy(() => frozenPart(split, x));
-      const cost = tf.tidy(() => {
-        const c = optimizer.minimize(() => headLoss(head.logits(topPart(split, frontier), true), y, head.classCount, o.labelSmoothing, weights), true, vars);
-        return c!.dataSync()[0]!;
-      });
+      let cost: number;
+      await tf.setBackend(trainBackend);
+      try {
+        cost = tf.tidy(() => {
+          const c = optimizer.minimize(() => headLoss(head.logits(topPart(split, frontier), true), y, head.classCount, o.labelSmoothing, weights), true, vars);
+          return c!.dataSync()[0]!;
+        });
+      } finally {
+        await tf.setBackend(mainBackend);
+      }
       tf.dispose([x, y, ...frontier]);
       if (step % o.evalStepInterval === 0 || step + 1 === o.steps) {
         history.push({ step, crossEntropy: cost });
