@@ -13,7 +13,7 @@ import { folderSaveHandler, readModelFiles } from '../src/module/io.js';
 import { Head, trainHead, type LabeledSet } from '../src/train/index.js';
 import { makeGraphModel, makeImageDir, makeLayersModel, runCli, tempDir, useCpuBackend } from './helpers/fixtures.js';
 
-/** A module with a residual connection: conv 3x3 → depthwise 3x3 → add(c1, c2) → conv 1x1 → pool. */
+/** A module with a residual connection: conv 3x3 → depthwise 3x3 → add(c1, c2) → conv 1x1 → depthwise 3x3 stride 2 → pool. */
 async function makeResidualModel(dir: string): Promise<string> {
   await useCpuBackend();
   const init = (seed: number) => tf.initializers.glorotUniform({ seed });
@@ -22,7 +22,8 @@ async function makeResidualModel(dir: string): Promise<string> {
   const c2 = tf.layers.depthwiseConv2d({ kernelSize: 3, padding: 'same', activation: 'relu', name: 'c2', depthwiseInitializer: init(2), biasInitializer: 'ones' }).apply(c1) as tf.SymbolicTensor;
   const sum = tf.layers.add({ name: 'add' }).apply([c2, c1]) as tf.SymbolicTensor;
   const c3 = tf.layers.conv2d({ filters: 6, kernelSize: 1, activation: 'relu', name: 'c3', kernelInitializer: init(3) }).apply(sum) as tf.SymbolicTensor;
-  const pool = tf.layers.globalAveragePooling2d({ name: 'pool' }).apply(c3) as tf.SymbolicTensor;
+  const c4 = tf.layers.depthwiseConv2d({ kernelSize: 3, strides: 2, padding: 'same', name: 'c4', depthwiseInitializer: init(4), biasInitializer: 'ones' }).apply(c3) as tf.SymbolicTensor;
+  const pool = tf.layers.globalAveragePooling2d({ name: 'pool' }).apply(c4) as tf.SymbolicTensor;
   const model = tf.model({ inputs: input, outputs: pool });
   await model.save(folderSaveHandler(dir));
   model.dispose();
@@ -44,11 +45,11 @@ async function labeled(images: string, classes: string[]): Promise<LabeledSet> {
 test('splitModule: top N layers with weights; refuses graph modules and too large N', async () => {
   await useCpuBackend();
   const ex = await loadFeatureExtractor({ spec: await makeResidualModel(tempDir()), cacheDir: '', log: new MemoryLogger() });
-  const s = splitModule(ex, 2);
-  assert.deepEqual(s.top.map((l) => l.name), ['c2', 'c3']);
-  assert.deepEqual(s.region.map((l) => l.name), ['c2', 'add', 'c3', 'pool']);
+  const s = splitModule(ex, 3);
+  assert.deepEqual(s.top.map((l) => l.name), ['c2', 'c3', 'c4']);
+  assert.deepEqual(s.region.map((l) => l.name), ['c2', 'add', 'c3', 'c4', 'pool']);
   assert.deepEqual(s.frontier.map((t) => t.sourceLayer.name), ['c1'], 'the skip connection from c1 is fed, not recomputed');
-  assert.deepEqual(s.variables.map((v) => v.shape), [[3, 3, 4, 1], [4], [1, 1, 4, 6], [6]]);
+  assert.deepEqual(s.variables.map((v) => v.shape), [[3, 3, 4, 1], [4], [1, 1, 4, 6], [6], [3, 3, 6, 1], [6]]);
   assert.equal(gradientBackend(s), 'cpu', 'the tests run on cpu');
   const x = tf.randomUniform([3, 32, 32, 3], -1, 1, 'float32', 5) as tf.Tensor4D;
   const split = forwardSplit(s, x).arraySync();
@@ -56,10 +57,10 @@ test('splitModule: top N layers with weights; refuses graph modules and too larg
   split.forEach((row, i) => row.forEach((v, k) => assert.ok(Math.abs(v - full[i]![k]!) < 1e-5, `[${i},${k}] ${v} vs ${full[i]![k]}`)));
   // The 3x3 Conv2D c1 has no basic-op form: with it unfrozen on wasm, the top runs on cpu.
   await tf.setBackend('wasm');
-  assert.equal(gradientBackend(splitModule(ex, 2)), 'wasm');
-  assert.equal(gradientBackend(splitModule(ex, 3)), 'cpu');
+  assert.equal(gradientBackend(splitModule(ex, 3)), 'wasm');
+  assert.equal(gradientBackend(splitModule(ex, 4)), 'cpu');
   await tf.setBackend('cpu');
-  assert.throws(() => splitModule(ex, 4), (e: Error) => e instanceof UsageError && /--fine_tune_layers 4 is more than the 3 layers with weights/.test(e.message));
+  assert.throws(() => splitModule(ex, 5), (e: Error) => e instanceof UsageError && /--fine_tune_layers 5 is more than the 4 layers with weights/.test(e.message));
   ex.dispose();
   const g = await loadFeatureExtractor({ spec: makeGraphModel(tempDir()), cacheDir: '', log: new MemoryLogger() });
   assert.throws(() => splitModule(g, 1), (e: Error) => e instanceof UsageError && /--fine_tune_layers works with layers-model modules only/.test(e.message));
@@ -87,8 +88,8 @@ test('fineTune: updates only the top layers and the head, lowers the loss, same 
     const c3 = weightsOf('c3');
     const headBefore = await head.values();
     const log = new MemoryLogger();
-    const r = await fineTune(ex, head, set, { layers: 2, steps: 12, learningRate: 0.05, batchSize: 6, evalStepInterval: 4, seed: 2, optimizer: 'adam', batches, log });
-    assert.deepEqual(r.layers, ['c2', 'c3']);
+    const r = await fineTune(ex, head, set, { layers: 3, steps: 12, learningRate: 0.05, batchSize: 6, evalStepInterval: 4, seed: 2, optimizer: 'adam', batches, log });
+    assert.deepEqual(r.layers, ['c2', 'c3', 'c4']);
     assert.deepEqual(r.history.map((h) => h.step), [0, 4, 8, 11]);
     assert.deepEqual(weightsOf('c1'), c1, 'frozen layers keep their weights');
     assert.notDeepEqual(weightsOf('c3'), c3, 'unfrozen layers change');

@@ -116,31 +116,48 @@ function convAsBasicOps(l: tf.layers.Layer, x: tf.Tensor): tf.Tensor | undefined
   if (cls !== 'Conv2D' && cls !== 'DepthwiseConv2D') return undefined;
   const c = l as unknown as ConvLike;
   const dil = Array.isArray(c.dilationRate) ? c.dilationRate : [c.dilationRate, c.dilationRate];
-  if (c.dataFormat !== 'channelsLast' || c.strides.some((v) => v !== 1) || dil.some((v) => v !== 1) || x.rank !== 4) return undefined;
-  const [kernel, bias] = l.trainableWeights.map((w) => w.read());
+  if (c.dataFormat !== 'channelsLast' || dil.some((v) => v !== 1) || x.rank !== 4) return undefined;
+  const [kernel, bias] = l.weights.map((w) => w.read());
   const [n, h, w, cin] = x.shape as [number, number, number, number];
   let y: tf.Tensor;
   if (cls === 'Conv2D') {
-    if (c.kernelSize.some((v) => v !== 1)) return undefined;
+    if (c.kernelSize.some((v) => v !== 1) || c.strides.some((v) => v !== 1)) return undefined;
     const cout = kernel!.shape[3]!;
     y = tf.matMul(x.reshape([n * h * w, cin]), kernel!.reshape([cin, cout])).reshape([n, h, w, cout]);
   } else {
     if ((c.depthMultiplier ?? 1) !== 1 || !['same', 'valid'].includes(c.padding)) return undefined;
-    const [kh, kw] = c.kernelSize as [number, number];
-    const same = c.padding === 'same';
-    const xp = same ? tf.pad(x, [[0, 0], [Math.floor((kh - 1) / 2), kh - 1 - Math.floor((kh - 1) / 2)], [Math.floor((kw - 1) / 2), kw - 1 - Math.floor((kw - 1) / 2)], [0, 0]]) : x;
-    const oh = same ? h : h - kh + 1;
-    const ow = same ? w : w - kw + 1;
-    const terms: tf.Tensor[] = [];
-    for (let a = 0; a < kh; a++) {
-      for (let b = 0; b < kw; b++) {
-        terms.push(tf.mul(tf.slice(xp, [0, a, b, 0], [n, oh, ow, cin]), tf.slice(kernel!, [a, b, 0, 0], [1, 1, cin, 1]).reshape([cin])));
-      }
-    }
-    y = tf.addN(terms);
+    y = depthwiseAsSlices(x, kernel!, c.kernelSize as [number, number], c.strides as [number, number], c.padding === 'same');
   }
   if (bias) y = tf.add(y, bias);
   return c.activation.apply(y);
+}
+
+/**
+ * Depthwise convolution as a sum over kernel taps of (strided window of x) * (tap's
+ * per-channel weights), with TensorFlow's padding. A stride s is taken by reshaping
+ * each spatial axis into (length / s, s) and slicing, since slice and reshape have
+ * gradients everywhere.
+ */
+function depthwiseAsSlices(x: tf.Tensor, kernel: tf.Tensor, [kh, kw]: [number, number], [sh, sw]: [number, number], same: boolean): tf.Tensor {
+  const [n, h, w, c] = x.shape as [number, number, number, number];
+  const oh = same ? Math.ceil(h / sh) : Math.ceil((h - kh + 1) / sh);
+  const ow = same ? Math.ceil(w / sw) : Math.ceil((w - kw + 1) / sw);
+  const padH = same ? Math.max((oh - 1) * sh + kh - h, 0) : 0;
+  const padW = same ? Math.max((ow - 1) * sw + kw - w, 0) : 0;
+  // Long enough that every tap's window fits, and a multiple of the stride.
+  const lh = sh * (oh + Math.ceil((kh - 1) / sh));
+  const lw = sw * (ow + Math.ceil((kw - 1) / sw));
+  const top = Math.floor(padH / 2);
+  const left = Math.floor(padW / 2);
+  const xp = tf.pad(x, [[0, 0], [top, lh - h - top], [left, lw - w - left], [0, 0]]).reshape([n, lh / sh, sh, lw / sw, sw, c]);
+  const terms: tf.Tensor[] = [];
+  for (let a = 0; a < kh; a++) {
+    for (let b = 0; b < kw; b++) {
+      const win = tf.slice(xp, [0, Math.floor(a / sh), a % sh, Math.floor(b / sw), b % sw, 0], [n, oh, 1, ow, 1, c]).reshape([n, oh, ow, c]);
+      terms.push(tf.mul(win, tf.slice(kernel, [a, b, 0, 0], [1, 1, c, 1]).reshape([c])));
+    }
+  }
+  return tf.addN(terms);
 }
 
 /** The trainable top, layer by layer, from the frontier values to the bottleneck [N, D]. */
