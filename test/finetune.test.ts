@@ -155,3 +155,38 @@ test('retrain --fine_tune_layers: the export holds the fine-tuned module and lab
   assert.match(g.stderr, /--fine_tune_layers works with layers-model modules only; .* is a graph-model/);
   assert.doesNotMatch(g.stderr, /\n\s+at .*:\d+:\d+/);
 });
+
+test('fineTune: batch normalization stays in inference mode (moving statistics untouched, gamma/beta trained)', async () => {
+  await useCpuBackend();
+  const dir = tempDir();
+  const m = tf.sequential({
+    layers: [
+      tf.layers.conv2d({ inputShape: [8, 8, 3], filters: 4, kernelSize: 1, name: 'pw', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
+      tf.layers.batchNormalization({ name: 'bn', movingMeanInitializer: tf.initializers.constant({ value: 0.3 }), movingVarianceInitializer: tf.initializers.constant({ value: 2 }) }),
+      tf.layers.reLU({ name: 'relu' }),
+      tf.layers.globalAveragePooling2d({ name: 'pool' }),
+    ],
+  });
+  await m.save(folderSaveHandler(dir));
+  m.dispose();
+  const ex = await loadFeatureExtractor({ spec: dir, cacheDir: '', log: new MemoryLogger() });
+  const bn = () => ex.layersModel!.getLayer('bn').getWeights().map((w) => Array.from(w.dataSync()));
+  const before = bn();
+  const x = tf.randomUniform([4, 8, 8, 3], -1, 1, 'float32', 3) as tf.Tensor4D;
+  const s = splitModule(ex, 2);
+  const a = forwardSplit(s, x).arraySync();
+  const b = ex.extract(x).arraySync();
+  a.forEach((row, i) => row.forEach((v, k) => assert.ok(Math.abs(v - b[i]![k]!) < 1e-5, 'the split forward uses the moving statistics')));
+  const head = new Head(4, 2, 1);
+  await fineTune(ex, head, { x: new Float32Array(0), y: Int32Array.from([0, 1, 0, 1]), files: ['a', 'b', 'c', 'd'] }, {
+    layers: 2, steps: 5, learningRate: 0.5, batchSize: 4, evalStepInterval: 5, seed: 1, optimizer: 'sgd',
+    batches: async (files, step) => tf.randomUniform([files.length, 8, 8, 3], -1, 1, 'float32', step + 1) as tf.Tensor4D,
+    log: new MemoryLogger(),
+  });
+  const after = bn();
+  assert.notDeepEqual(after[0], before[0], 'gamma trains');
+  assert.notDeepEqual(after[1], before[1], 'beta trains');
+  assert.deepEqual(after.slice(2), before.slice(2), 'moving mean and variance stay');
+  head.dispose();
+  ex.dispose();
+});

@@ -181,8 +181,9 @@ export function forwardSplit(s: Split, x: tf.Tensor4D): tf.Tensor2D {
 const GRADIENT_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput'];
 
 /**
- * The backend for the trainable top: the active one when it has the gradient
- * kernels, else tfjs' plain JS backend. Tensors move between backends on first
+ * The backend for the trainable top: the active one when it has the convolution
+ * gradient kernels or every convolution of the top has a basic-op form, else
+ * tfjs' plain JS backend. Tensors move between backends on first
  * use, so the variables settle on the training backend after one step.
  */
 export function gradientBackend(s: Split): string {
