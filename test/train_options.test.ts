@@ -6,7 +6,9 @@ import { trainHead, type LabeledSet, type TrainOptions } from '../src/train/inde
 import { EarlyStopping, classWeights, headLoss, validateHeadTrainingOptions } from '../src/train/options.js';
 import { MemoryLogger } from '../src/log.js';
 import { UsageError } from '../src/errors.js';
-import { useCpuBackend } from './helpers/fixtures.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { makeImageDir, makeLayersModel, runCli, tempDir, useCpuBackend } from './helpers/fixtures.js';
 
 /** XOR of the signs of two coordinates: no linear head separates it, one hidden layer does. */
 function xor(n: number, seed: number): LabeledSet {
@@ -166,4 +168,39 @@ test('--early_stopping_patience stops after K evaluations without improvement an
   stop.update(0, 0.5);
   stop.update(1, 0.4);
   assert.equal(stop.shouldStop, false, 'patience 0 never stops');
+});
+
+test('retrain CLI: the training flags reach the head, the export and the summary; bad values exit 2', async () => {
+  const root = tempDir();
+  const images = await makeImageDir(path.join(root, 'images'), { classes: ['red', 'green', 'blue'], perClass: 12 });
+  const moduleDir = await makeLayersModel(path.join(root, 'module'));
+  const args = (extra: string[]) => [
+    '--image_dir', images, '--tfhub_module', moduleDir,
+    '--bottleneck_dir', path.join(root, 'bn'), '--output_graph', path.join(root, 'out'),
+    '--output_labels', path.join(root, 'labels.txt'), '--summary_json', path.join(root, 'summary.json'),
+    '--summaries_dir', path.join(root, 'logs'), '--how_many_training_steps', '200', '--eval_step_interval', '5',
+    '--learning_rate', '0.05', '--backend', 'cpu', ...extra,
+  ];
+  const r = runCli('retrain', args(['--optimizer', 'adam', '--hidden_units', '5', '--dropout', '0.1', '--label_smoothing', '0.1', '--class_weighting', 'balanced', '--early_stopping_patience', '2']));
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /has not improved for 2 evaluations; stopping and keeping the head of step \d+/);
+  const summary = JSON.parse(fs.readFileSync(path.join(root, 'summary.json'), 'utf8'));
+  assert.equal(summary.training.stopped_early, true);
+  assert.ok(summary.training.best_step < 199);
+  const json = JSON.parse(fs.readFileSync(path.join(root, 'out', 'model.json'), 'utf8'));
+  const dense = json.modelTopology.config.layers.filter((l: { class_name: string }) => l.class_name === 'Dense');
+  assert.deepEqual(dense.map((l: { config: { name: string; units: number } }) => [l.config.name, l.config.units]), [['final_result_hidden', 5], ['final_result', 3]]);
+  const li = runCli('label-image', ['--graph', path.join(root, 'out'), '--image', path.join(images, 'blue', 'blue_000.png')]);
+  assert.equal(li.status, 0, li.stderr);
+  assert.match(li.stdout, /^blue /);
+  for (const [flag, value, msg] of [
+    ['--optimizer', 'rmsprop', /--optimizer/],
+    ['--quantize_bytes', '3', /--quantize_bytes 3 must be 1 \(uint8\) or 2 \(float16\)/],
+    ['--dropout', '1.5', /--dropout 1.5 must be at least 0 and below 1/],
+    ['--fine_tune_layers', '-1', /--fine_tune_layers -1 must be 0 \(off\) or a whole number above 0/],
+  ] as const) {
+    const bad = runCli('retrain', args([flag, value]));
+    assert.equal(bad.status, 2, `${flag} ${value}: ${bad.stderr}`);
+    assert.match(bad.stderr, msg);
+  }
 });
