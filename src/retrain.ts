@@ -21,6 +21,12 @@ import { throwIfInterrupted } from './util/abort.js';
 import { predictSet, trainHead, validateTrainOptions, type LabeledSet } from './train/index.js';
 import { writeReport } from './report/index.js';
 import { TrainingSummaries } from './tensorboard/index.js';
+import { splitModule, validateFineTuneOptions } from './finetune/index.js';
+import { fineTuneStage } from './finetune/stage.js';
+import { distortedImageBatches } from './finetune/batches.js';
+import { exportAccuracy, folderBytes } from './export/evaluate.js';
+import { validateQuantizeBytes, type QuantizeBytes } from './export/quantize.js';
+import type { ClassWeighting, OptimizerName } from './train/options.js';
 
 export interface RetrainOptions {
   imageDir: string;
@@ -68,6 +74,19 @@ export interface RetrainOptions {
   distortions: DistortionSettings;
   /** 0: fresh distortions every step (retrain.py); K > 0: K cached variants per training image. */
   distortionVariants: number;
+  optimizer: OptimizerName;
+  hiddenUnits: number;
+  dropout: number;
+  labelSmoothing: number;
+  classWeighting: ClassWeighting;
+  earlyStoppingPatience: number;
+  /** 0: no fine-tuning (retrain.py). */
+  fineTuneLayers: number;
+  fineTuneSteps: number;
+  /** Unset: a tenth of --learning_rate. */
+  fineTuneLearningRate?: number;
+  fineTuneBatchSize: number;
+  quantizeBytes?: QuantizeBytes;
 }
 
 export function defaultRetrainOptions(): Omit<RetrainOptions, 'imageDir' | 'tfhubModule' | 'moduleCacheDir'> {
@@ -98,6 +117,15 @@ export function defaultRetrainOptions(): Omit<RetrainOptions, 'imageDir' | 'tfhu
     summariesDir: path.join(tmp, 'retrain_logs'),
     distortions: NO_DISTORTIONS,
     distortionVariants: DEFAULT_DISTORTION_VARIANTS,
+    optimizer: 'sgd',
+    hiddenUnits: 0,
+    dropout: 0,
+    labelSmoothing: 0,
+    classWeighting: 'none',
+    earlyStoppingPatience: 0,
+    fineTuneLayers: 0,
+    fineTuneSteps: 100,
+    fineTuneBatchSize: 16,
   };
 }
 
@@ -114,7 +142,10 @@ function validate(o: RetrainOptions): void {
     validationBatchSize: o.validationBatchSize,
     evalStepInterval: o.evalStepInterval,
     seed: o.seed,
+    ...headTrainingOptions(o),
   });
+  validateFineTuneOptions({ layers: o.fineTuneLayers, steps: o.fineTuneSteps, learningRate: fineTuneRate(o), batchSize: o.fineTuneBatchSize });
+  validateQuantizeBytes(o.quantizeBytes);
   if (!Number.isInteger(o.testBatchSize) || (o.testBatchSize <= 0 && o.testBatchSize !== -1)) {
     throw new UsageError(`--test_batch_size ${o.testBatchSize} must be above 0, or -1 for the whole set`);
   }
@@ -137,6 +168,13 @@ function validate(o: RetrainOptions): void {
     throw new UsageError(`--final_tensor_name "${o.finalTensorName}" must be a plain name without spaces, '/' or ':'`);
   }
 }
+
+function headTrainingOptions(o: RetrainOptions) {
+  const { optimizer, hiddenUnits, dropout, labelSmoothing, classWeighting, earlyStoppingPatience } = o;
+  return { optimizer, hiddenUnits, dropout, labelSmoothing, classWeighting, earlyStoppingPatience };
+}
+
+const fineTuneRate = (o: RetrainOptions): number => o.fineTuneLearningRate ?? o.learningRate / 10;
 
 function labeledSet(lists: ImageLists, bottlenecks: Bottlenecks, category: Category): LabeledSet {
   const files: string[] = [];
@@ -194,6 +232,8 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
     }),
   );
   const { info } = extractor;
+  // Refuse a module that cannot be fine-tuned before spending time on bottlenecks.
+  if (o.fineTuneLayers > 0) splitModule(extractor, o.fineTuneLayers);
   log.info(
     `Module ${info.spec}: ${info.format}, input ${info.inputHeight}x${info.inputWidth} in [${info.inputRange.join(', ')}], ` +
       `bottleneck ${info.bottleneckTensor} (${info.bottleneckSize} values)`,
@@ -276,6 +316,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
           intermediate.push(dir);
         },
         onEval: (point, h) => tb.onEval(point, h),
+        ...headTrainingOptions(o),
         log,
       }).finally(() => tb.close()),
     );
@@ -286,7 +327,15 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
       final_validation_accuracy: final.validationN > 0 ? final.validationAccuracy : null,
       cross_entropy: final.crossEntropy,
       history: trained.history,
+      ...(trained.bestStep === undefined ? {} : { best_step: trained.bestStep, stopped_early: trained.stoppedEarly }),
     };
+    if (o.fineTuneLayers > 0) {
+      // With distortions on, fine-tuning sees freshly distorted images, as retrain.py's distorted training does.
+      const images = distort ? distortedImageBatches(extractor.inputSpec, o.distortions, o.seed) : undefined;
+      const ft = await timed('fine_tuning', () => fineTuneStage(extractor, head, sets, { ...o, fineTuneLearningRate: fineTuneRate(o) }, log, images));
+      sets.testing = ft.testing;
+      summary.fine_tune = ft.summary;
+    }
 
     const misclassified: RetrainResult['misclassified'] = [];
     await timed('testing', async () => {
@@ -311,13 +360,19 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
 
     throwIfInterrupted(o.signal, 'interrupted before export: the model was not exported; the bottleneck cache is kept');
     await timed('export', async () => {
-      await exportModel(extractor, await head.values(), { dir: o.outputGraph, labels, finalTensorName: o.finalTensorName });
+      await exportModel(extractor, await head.values(), { dir: o.outputGraph, labels, finalTensorName: o.finalTensorName, quantizeBytes: o.quantizeBytes });
       await writeLabels(o.outputLabels, labels);
       if (o.savedModelDir) {
         await exportSavedModel(extractor, await head.values(), { dir: o.savedModelDir, labels, finalTensorName: o.finalTensorName });
         log.info(`Wrote a SavedModel (tag serve, signature serving_default: image -> prediction) to ${o.savedModelDir}`);
       }
     });
+    if (o.quantizeBytes) {
+      const bytes = folderBytes(o.outputGraph);
+      const acc = sets.testing.y.length ? await timed('export_check', () => exportAccuracy(o.outputGraph, sets.testing.files, sets.testing.y)) : null;
+      summary.export = { quantize_bytes: o.quantizeBytes, bytes, test_accuracy: acc };
+      log.info(`Export with ${o.quantizeBytes === 1 ? 'uint8' : 'float16'} weights: ${bytes} bytes; test accuracy loaded back = ${acc === null ? 'n/a' : `${(acc * 100).toFixed(1)}%`}`);
+    }
     log.info(`Wrote the retrained model to ${o.outputGraph} and its labels to ${o.outputLabels}`);
     summary.outputs = { output_graph: o.outputGraph, output_labels: o.outputLabels, intermediate };
     head.dispose();

@@ -5,6 +5,8 @@ import { DEFAULT_MODULE, parseRange } from '../module/index.js';
 import { defaultModuleCacheDir } from '../module/download.js';
 import { defaultRetrainOptions, runRetrain, type RetrainOptions } from '../retrain.js';
 import { expandHome } from '../util/fsutil.js';
+import { CLASS_WEIGHTINGS, OPTIMIZERS, type ClassWeighting, type OptimizerName } from '../train/options.js';
+import type { QuantizeBytes } from '../export/quantize.js';
 import { configureCommand, floatArg, intArg, onInterrupt, runMain, stderrLogger } from './common.js';
 
 const d = defaultRetrainOptions();
@@ -56,7 +58,18 @@ export function retrainCommand(): Command {
     )
     .option('--seed <n>', 'random seed: the same seed gives the same results', intArg('--seed'), d.seed)
     .option('--strict', 'stop at the first unusable image instead of skipping it', false)
-    .option('--verbose', 'show stack traces on errors', false);
+    .option('--verbose', 'show stack traces on errors', false)
+    .addOption(new Option('--optimizer <name>', 'optimizer of the head (and of fine-tuning)').choices([...OPTIMIZERS]).default(d.optimizer))
+    .option('--hidden_units <n>', 'add a ReLU hidden layer of n units before final_result (0: none)', intArg('--hidden_units'), d.hiddenUnits)
+    .option('--dropout <rate>', "dropout rate on the head's inputs while training", floatArg('--dropout'), d.dropout)
+    .option('--label_smoothing <x>', 'label smoothing of the cross entropy (0: none)', floatArg('--label_smoothing'), d.labelSmoothing)
+    .addOption(new Option('--class_weighting <mode>', 'weight the loss so every class counts equally (balanced)').choices([...CLASS_WEIGHTINGS]).default(d.classWeighting))
+    .option('--early_stopping_patience <k>', 'stop when validation accuracy has not improved for k evaluations and keep the best head (0: off)', intArg('--early_stopping_patience'), d.earlyStoppingPatience)
+    .option('--fine_tune_layers <n>', 'after training the head, unfreeze the top n layers (with weights) of a layers-model module and train end to end on images (0: off)', intArg('--fine_tune_layers'), d.fineTuneLayers)
+    .option('--fine_tune_steps <n>', 'fine-tuning steps', intArg('--fine_tune_steps'), d.fineTuneSteps)
+    .option('--fine_tune_learning_rate <x>', 'fine-tuning learning rate (default: a tenth of --learning_rate)', floatArg('--fine_tune_learning_rate'))
+    .option('--fine_tune_batch_size <n>', 'images per fine-tuning step', intArg('--fine_tune_batch_size'), d.fineTuneBatchSize)
+    .option('--quantize_bytes <n>', 'store the exported weights as uint8 (1) or float16 (2)', intArg('--quantize_bytes'));
 }
 
 type Flags = Record<string, unknown>;
@@ -106,6 +119,17 @@ export function optionsFromFlags(f: Flags): RetrainOptions {
       randomBrightness: f['random_brightness'] as number,
     },
     distortionVariants: f['distortion_variants'] as number,
+    optimizer: f['optimizer'] as OptimizerName,
+    hiddenUnits: f['hidden_units'] as number,
+    dropout: f['dropout'] as number,
+    labelSmoothing: f['label_smoothing'] as number,
+    classWeighting: f['class_weighting'] as ClassWeighting,
+    earlyStoppingPatience: f['early_stopping_patience'] as number,
+    fineTuneLayers: f['fine_tune_layers'] as number,
+    fineTuneSteps: f['fine_tune_steps'] as number,
+    fineTuneLearningRate: f['fine_tune_learning_rate'] as number | undefined,
+    fineTuneBatchSize: f['fine_tune_batch_size'] as number,
+    quantizeBytes: f['quantize_bytes'] as QuantizeBytes | undefined,
   };
 }
 

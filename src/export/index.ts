@@ -11,10 +11,13 @@ import type { FeatureExtractor, ModuleInfo } from '../module/index.js';
 import { folderSaveHandler, weightByteLength } from '../module/io.js';
 import { writeAtomic } from '../util/fsutil.js';
 import { exportFrozenGraph, isFrozenGraphPath } from './tf.js';
+import { quantizeArtifacts, type QuantizeBytes } from './quantize.js';
 
 export interface HeadValues {
   weights: Float32Array;
   biases: Float32Array;
+  /** --hidden_units: a ReLU layer between the bottleneck and final_result. */
+  hidden?: { weights: Float32Array; biases: Float32Array };
 }
 
 /** What a consumer (label-image, a browser app) needs to feed the model; stored in model.json. */
@@ -83,6 +86,15 @@ export interface ExportOptions {
   dir: string;
   labels: string[];
   finalTensorName: string;
+  /** --quantize_bytes: 1 = uint8, 2 = float16 weights. */
+  quantizeBytes?: QuantizeBytes;
+}
+
+/** Writes the folder, quantizing the weights first when asked. */
+function saveHandler(opts: ExportOptions): tf.io.IOHandler {
+  const folder = folderSaveHandler(opts.dir);
+  const q = opts.quantizeBytes;
+  return q ? { save: (a) => folder.save!(quantizeArtifacts(a, q)) } : folder;
 }
 
 export async function exportModel(ex: FeatureExtractor, head: HeadValues, opts: ExportOptions): Promise<void> {
@@ -104,19 +116,34 @@ export async function exportModel(ex: FeatureExtractor, head: HeadValues, opts: 
 async function exportLayers(ex: FeatureExtractor, head: HeadValues, opts: ExportOptions): Promise<void> {
   const base = ex.layersModel!;
   const classes = opts.labels.length;
-  const size = ex.info.bottleneckSize;
+  let size = ex.info.bottleneckSize;
+  let feature = base.outputs[0]!;
+  const own: tf.layers.Layer[] = [];
+  if (head.hidden) {
+    const units = head.hidden.biases.length;
+    const hidden = tf.layers.dense({
+      units,
+      activation: 'relu',
+      name: `${opts.finalTensorName}_hidden`,
+      weights: [tf.tensor2d(head.hidden.weights, [size, units]), tf.tensor1d(head.hidden.biases)],
+    });
+    feature = hidden.apply(feature) as tf.SymbolicTensor;
+    own.push(hidden);
+    size = units;
+  }
   const dense = tf.layers.dense({
     units: classes,
     activation: 'softmax',
     name: opts.finalTensorName,
     weights: [tf.tensor2d(head.weights, [size, classes]), tf.tensor1d(head.biases)],
   });
-  const out = dense.apply(base.outputs[0]!) as tf.SymbolicTensor;
+  own.push(dense);
+  const out = dense.apply(feature) as tf.SymbolicTensor;
   const model = tf.model({ inputs: base.inputs, outputs: out, name: 'retrained' });
   model.setUserDefinedMetadata({ retrain: metadataFor(ex, opts.labels, base.inputs[0]!.name, opts.finalTensorName) });
-  await model.save(folderSaveHandler(opts.dir));
+  await model.save(saveHandler(opts));
   // The head's weights are the only tensors this model owns; the rest belong to the module.
-  dense.dispose();
+  for (const l of own) l.dispose();
 }
 
 interface GraphNode {
@@ -167,6 +194,21 @@ export function appendHeadToGraph(
   if (nodes.some((n) => n.name === finalTensorName || n.name === wName)) {
     throw new RetrainError(`the module already has a node named ${finalTensorName}: choose another --final_tensor_name`);
   }
+  const extraSpecs: tf.io.WeightsManifestEntry[] = [];
+  const extraData: Float32Array[] = [];
+  if (head.hidden) {
+    const units = head.hidden.biases.length;
+    const hiddenIn = head.hidden.weights.length / units;
+    const hw = 'final_retrain_ops/hidden/weights';
+    const hb = 'final_retrain_ops/hidden/biases';
+    nodes.push(constNode(hw, [hiddenIn, units]), constNode(hb, [units]));
+    nodes.push({ name: 'final_retrain_ops/hidden/MatMul', op: 'MatMul', input: [feature, hw], attr: { transpose_a: { b: false }, transpose_b: { b: false }, T: floatType } });
+    nodes.push({ name: 'final_retrain_ops/hidden/add', op: 'Add', input: ['final_retrain_ops/hidden/MatMul', hb], attr: { T: floatType } });
+    nodes.push({ name: 'final_retrain_ops/hidden/Relu', op: 'Relu', input: ['final_retrain_ops/hidden/add'], attr: { T: floatType } });
+    feature = 'final_retrain_ops/hidden/Relu';
+    extraSpecs.push({ name: hw, shape: [hiddenIn, units], dtype: 'float32' }, { name: hb, shape: [units], dtype: 'float32' });
+    extraData.push(head.hidden.weights, head.hidden.biases);
+  }
   nodes.push(constNode(wName, [size, classes]), constNode(bName, [classes]));
   nodes.push({
     name: 'final_retrain_ops/Wx_plus_b/MatMul',
@@ -204,9 +246,8 @@ export function appendHeadToGraph(
     }
     offset += len;
   }
-  keptSpecs.push({ name: wName, shape: [size, classes], dtype: 'float32' }, { name: bName, shape: [classes], dtype: 'float32' });
-  parts.push(new Uint8Array(head.weights.buffer, head.weights.byteOffset, head.weights.byteLength));
-  parts.push(new Uint8Array(head.biases.buffer, head.biases.byteOffset, head.biases.byteLength));
+  keptSpecs.push(...extraSpecs, { name: wName, shape: [size, classes], dtype: 'float32' }, { name: bName, shape: [classes], dtype: 'float32' });
+  for (const a of [...extraData, head.weights, head.biases]) parts.push(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
   const total = parts.reduce((s, p) => s + p.byteLength, 0);
   const weightData = new Uint8Array(total);
   let at = 0;
@@ -239,5 +280,5 @@ async function exportGraph(ex: FeatureExtractor, head: HeadValues, opts: ExportO
   artifacts.generatedBy = `retrain-ts (module: ${files.artifacts.generatedBy ?? 'unknown'})`;
   artifacts.convertedBy = files.artifacts.convertedBy ?? undefined;
   artifacts.userDefinedMetadata = { retrain: metadataFor(ex, opts.labels, inputName, opts.finalTensorName) };
-  await folderSaveHandler(opts.dir).save!(artifacts);
+  await saveHandler(opts).save!(artifacts);
 }

@@ -1,4 +1,5 @@
 /** The `summary` stage: the machine-readable record of a run (--summary_json). */
+import type { FineTuneSummary } from '../finetune/stage.js';
 import { CATEGORIES, type ImageLists } from '../dataset/index.js';
 import type { FailedImage } from '../bottleneck/index.js';
 import type { ModuleInfo } from '../module/index.js';
@@ -28,7 +29,14 @@ export interface RunSummary {
     final_validation_accuracy: number | null;
     cross_entropy: number;
     history: EvalPoint[];
+    /** --early_stopping_patience: the evaluation whose head was kept. */
+    best_step?: number;
+    stopped_early?: boolean;
   };
+  /** --fine_tune_layers. */
+  fine_tune?: FineTuneSummary;
+  /** --quantize_bytes: the export's size and its accuracy on the test images, loaded back with plain tfjs. */
+  export?: { quantize_bytes: number | null; bytes: number; test_accuracy: number | null };
   test?: {
     accuracy: number | null;
     n: number;

@@ -9,6 +9,7 @@ import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { throwIfInterrupted, yieldToEventLoop } from '../util/abort.js';
 import { sgdStep } from './step.js';
+import { EarlyStopping, classWeights, headLoss, makeOptimizer, validateHeadTrainingOptions, type HeadTrainingOptions } from './options.js';
 
 /** Bottlenecks of one category as a dense matrix, with their class indices. */
 export interface LabeledSet {
@@ -19,7 +20,7 @@ export interface LabeledSet {
   files: string[];
 }
 
-export interface TrainOptions {
+export interface TrainOptions extends HeadTrainingOptions {
   steps: number;
   learningRate: number;
   trainBatchSize: number;
@@ -48,37 +49,84 @@ export interface EvalPoint {
   validationN: number;
 }
 
-/** The new final layer: logits = x·W + b, final_result = softmax(logits). */
+/** Values of the head's layers, for export and for keeping the best head. */
+export interface HeadValues {
+  weights: Float32Array;
+  biases: Float32Array;
+  /** --hidden_units: the ReLU layer between the bottleneck and final_result. */
+  hidden?: { weights: Float32Array; biases: Float32Array };
+}
+
+/** The new final layer: logits = x·W + b, final_result = softmax(logits); optionally a ReLU hidden layer first. */
 export class Head {
   readonly weights: tf.Variable;
   readonly biases: tf.Variable;
+  readonly hiddenWeights?: tf.Variable;
+  readonly hiddenBiases?: tf.Variable;
+  private dropoutCalls = 0;
+  private readonly dropoutSeed: number;
   constructor(
     readonly bottleneckSize: number,
     readonly classCount: number,
     seed: number,
+    readonly hiddenUnits = 0,
+    readonly dropout = 0,
   ) {
     // retrain.py: truncated normal, stddev 0.001; zero biases. tfjs ignores a seed of 0
     // (it falls back to Math.random), so the init seed is derived, never 0.
     const initSeed = Math.floor(seedrandom(`${seed}:init`)() * 2 ** 31) + 1;
-    this.weights = tf.variable(tf.truncatedNormal([bottleneckSize, classCount], 0, 0.001, 'float32', initSeed), true, 'final_weights');
+    this.dropoutSeed = Math.floor(seedrandom(`${seed}:dropout`)() * 2 ** 30) + 1;
+    let inputs = bottleneckSize;
+    if (hiddenUnits > 0) {
+      // He initialisation: retrain.py's tiny stddev would starve a ReLU layer.
+      const hiddenSeed = Math.floor(seedrandom(`${seed}:hidden`)() * 2 ** 31) + 1;
+      const sd = Math.sqrt(2 / bottleneckSize);
+      this.hiddenWeights = tf.variable(tf.truncatedNormal([bottleneckSize, hiddenUnits], 0, sd, 'float32', hiddenSeed), true, 'hidden_weights');
+      this.hiddenBiases = tf.variable(tf.zeros([hiddenUnits]), true, 'hidden_biases');
+      inputs = hiddenUnits;
+    }
+    this.weights = tf.variable(tf.truncatedNormal([inputs, classCount], 0, 0.001, 'float32', initSeed), true, 'final_weights');
     this.biases = tf.variable(tf.zeros([classCount]), true, 'final_biases');
   }
-  logits(x: tf.Tensor2D): tf.Tensor2D {
-    return tf.add(tf.matMul(x, this.weights), this.biases);
+  get variables(): tf.Variable[] {
+    return [this.hiddenWeights, this.hiddenBiases, this.weights, this.biases].filter((v): v is tf.Variable => v !== undefined);
+  }
+  /** `training` applies --dropout; each call draws a new mask, reproducibly from --seed. */
+  logits(x: tf.Tensor2D, training = false): tf.Tensor2D {
+    return tf.tidy(() => {
+      const drop = (t: tf.Tensor2D) => (training && this.dropout > 0 ? (tf.dropout(t, this.dropout, undefined, this.dropoutSeed + this.dropoutCalls++) as tf.Tensor2D) : t);
+      let h = drop(x);
+      if (this.hiddenWeights && this.hiddenBiases) h = drop(tf.relu(tf.add(tf.matMul(h, this.hiddenWeights), this.hiddenBiases)) as tf.Tensor2D);
+      return tf.add(tf.matMul(h, this.weights), this.biases);
+    });
   }
   probabilities(x: tf.Tensor2D): tf.Tensor2D {
     return tf.tidy(() => tf.softmax(this.logits(x)));
   }
   /** Copies of the current values, for export. */
-  async values(): Promise<{ weights: Float32Array; biases: Float32Array }> {
-    return {
+  async values(): Promise<HeadValues> {
+    const v: HeadValues = {
       weights: (await this.weights.data()) as Float32Array,
       biases: (await this.biases.data()) as Float32Array,
     };
+    if (this.hiddenWeights && this.hiddenBiases) {
+      v.hidden = { weights: (await this.hiddenWeights.data()) as Float32Array, biases: (await this.hiddenBiases.data()) as Float32Array };
+    }
+    return v;
+  }
+  /** Puts back values taken with values() (early stopping keeps the best head). */
+  assign(v: HeadValues): void {
+    tf.tidy(() => {
+      this.weights.assign(tf.tensor(v.weights, this.weights.shape));
+      this.biases.assign(tf.tensor(v.biases, this.biases.shape));
+      if (v.hidden && this.hiddenWeights && this.hiddenBiases) {
+        this.hiddenWeights.assign(tf.tensor(v.hidden.weights, this.hiddenWeights.shape));
+        this.hiddenBiases.assign(tf.tensor(v.hidden.biases, this.hiddenBiases.shape));
+      }
+    });
   }
   dispose(): void {
-    this.weights.dispose();
-    this.biases.dispose();
+    for (const v of this.variables) v.dispose();
   }
 }
 
@@ -97,6 +145,7 @@ export function validateTrainOptions(o: Omit<TrainOptions, 'log'>): void {
   if (!(o.learningRate > 0) || !Number.isFinite(o.learningRate)) {
     throw new UsageError(`--learning_rate ${o.learningRate} must be a number above 0`);
   }
+  validateHeadTrainingOptions(o);
 }
 
 /** Deterministic random integers in [0, n) from --seed. */
@@ -139,16 +188,32 @@ export interface TrainResult {
   head: Head;
   history: EvalPoint[];
   final: EvalPoint;
+  /** --early_stopping_patience: the evaluation whose head was kept, and whether training stopped early. */
+  bestStep?: number;
+  stoppedEarly?: boolean;
 }
 
 export async function trainHead(training: LabeledSet, validation: LabeledSet, classCount: number, bottleneckSize: number, opts: TrainOptions): Promise<TrainResult> {
   validateTrainOptions(opts);
   if (training.y.length === 0) throw new UsageError('no training images: lower --testing_percentage or --validation_percentage, or add images');
   const log = opts.log;
-  const head = new Head(bottleneckSize, classCount, opts.seed);
+  const head = new Head(bottleneckSize, classCount, opts.seed, opts.hiddenUnits ?? 0, opts.dropout ?? 0);
+  const optimizer = makeOptimizer(opts.optimizer ?? 'sgd', opts.learningRate);
+  const lossWeights = classWeights(training.y, classCount, opts.classWeighting);
+  // retrain.py's own setup (plain SGD on one dense layer) takes the written-out step (train/step.ts).
+  const plainSgd =
+    (opts.optimizer ?? 'sgd') === 'sgd' && !opts.hiddenUnits && !opts.dropout && !opts.labelSmoothing && (opts.classWeighting ?? 'none') === 'none';
+  const patience = opts.earlyStoppingPatience ?? 0;
+  if (patience > 0 && validation.y.length === 0) {
+    throw new UsageError('--early_stopping_patience needs validation images: raise --validation_percentage');
+  }
+  const stopper = new EarlyStopping(patience);
+  let best: HeadValues | undefined;
+  let stoppedEarly = false;
   const pickTrain = makeRng(opts.seed, 'train');
   const pickVal = makeRng(opts.seed, 'validation');
   const history: EvalPoint[] = [];
+  const vars = head.variables;
 
   for (let i = 0; i < opts.steps; i++) {
     const batch = sampleRows(training, bottleneckSize, opts.trainBatchSize, pickTrain);
@@ -157,7 +222,12 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
       batch.x.dispose();
       batch.x = tf.tensor2d(x, [batch.idx.length, bottleneckSize]);
     }
-    sgdStep(head, batch.x, batch.y, opts.learningRate);
+    if (plainSgd) sgdStep(head, batch.x, batch.y, opts.learningRate);
+    else {
+      tf.tidy(() => {
+        optimizer.minimize(() => headLoss(head.logits(batch.x, true), batch.y, classCount, opts.labelSmoothing, lossWeights), false, vars);
+      });
+    }
     const isLast = i + 1 === opts.steps;
     if (i % opts.evalStepInterval === 0 || isLast) {
       const train = measure(head, batch.x, batch.y);
@@ -180,6 +250,13 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
       log.info(`Step ${i}: Cross entropy = ${train.crossEntropy.toFixed(6)}`);
       if (val.n > 0) log.info(`Step ${i}: Validation accuracy = ${(val.accuracy * 100).toFixed(1)}% (N=${val.n})`);
       await opts.onEval?.(point, head);
+      if (patience > 0) {
+        if (stopper.update(i, val.accuracy)) best = await head.values();
+        else if (stopper.shouldStop && !isLast) {
+          log.info(`Step ${i}: validation accuracy has not improved for ${patience} evaluations; stopping and keeping the head of step ${stopper.bestStep}`);
+          stoppedEarly = true;
+        }
+      }
       if (opts.signal) {
         // Training is synchronous: let a Ctrl-C handler run.
         await yieldToEventLoop();
@@ -193,8 +270,12 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
       log.info(`Save intermediate result to : intermediate_${i}`);
       await opts.onIntermediate(i, head);
     }
+    if (stoppedEarly) break;
   }
-  return { head, history, final: history[history.length - 1]! };
+  optimizer.dispose();
+  if (best) head.assign(best);
+  const final = history[history.length - 1]!;
+  return patience > 0 ? { head, history, final, bestStep: stopper.bestStep, stoppedEarly } : { head, history, final };
 }
 
 export interface Prediction {

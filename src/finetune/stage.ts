@@ -1,0 +1,89 @@
+/** The fine-tuning stage of a retrain run, kept out of retrain.ts so the orchestration stays short. */
+import type { Logger } from '../log.js';
+import type { FeatureExtractor } from '../module/index.js';
+import { measure, type Head, type LabeledSet } from '../train/index.js';
+import type { ClassWeighting, OptimizerName } from '../train/options.js';
+import * as tf from '@tensorflow/tfjs';
+import { plainImageBatches, type ImageBatchSource } from './batches.js';
+import { fineTune, recomputeBottlenecks } from './index.js';
+
+export interface FineTuneStageOptions {
+  fineTuneLayers: number;
+  fineTuneSteps: number;
+  fineTuneLearningRate: number;
+  fineTuneBatchSize: number;
+  evalStepInterval: number;
+  seed: number;
+  optimizer: OptimizerName;
+  labelSmoothing: number;
+  classWeighting: ClassWeighting;
+  bottleneckBatchSize: number;
+}
+
+export interface FineTuneSummary {
+  layers: string[];
+  parameters: number;
+  steps: number;
+  learning_rate: number;
+  batch_size: number;
+  validation_accuracy_before: number | null;
+  validation_accuracy_after: number | null;
+  history: Array<{ step: number; crossEntropy: number }>;
+}
+
+/**
+ * Fine-tunes, then recomputes the validation and test bottlenecks through the
+ * updated module (the cached ones describe the module before fine-tuning).
+ * `trainingBatches` is where distorted batches plug in; evaluation always uses plain images.
+ */
+export async function fineTuneStage(
+  ex: FeatureExtractor,
+  head: Head,
+  sets: { training: LabeledSet; validation: LabeledSet; testing: LabeledSet },
+  o: FineTuneStageOptions,
+  log: Logger,
+  trainingBatches: ImageBatchSource = plainImageBatches(ex.inputSpec),
+): Promise<{ testing: LabeledSet; summary: FineTuneSummary }> {
+  const plain = plainImageBatches(ex.inputSpec);
+  const accuracy = (set: LabeledSet): number | null => {
+    if (set.y.length === 0) return null;
+    const size = ex.info.bottleneckSize;
+    const x = tf.tensor2d(set.x, [set.y.length, size]);
+    const y = tf.tensor1d(set.y, 'int32');
+    const m = measure(head, x, y);
+    tf.dispose([x, y]);
+    return m.accuracy;
+  };
+  const before = accuracy(sets.validation);
+  const r = await fineTune(ex, head, sets.training, {
+    layers: o.fineTuneLayers,
+    steps: o.fineTuneSteps,
+    learningRate: o.fineTuneLearningRate,
+    batchSize: o.fineTuneBatchSize,
+    evalStepInterval: o.evalStepInterval,
+    seed: o.seed,
+    optimizer: o.optimizer,
+    labelSmoothing: o.labelSmoothing,
+    classWeighting: o.classWeighting,
+    batches: trainingBatches,
+    log,
+  });
+  const validation = await recomputeBottlenecks(ex, sets.validation, plain, o.bottleneckBatchSize);
+  const after = accuracy(validation);
+  const pct = (v: number | null) => (v === null ? 'n/a' : `${(v * 100).toFixed(1)}%`);
+  log.info(`Fine-tuning: validation accuracy ${pct(before)} before, ${pct(after)} after (N=${validation.y.length})`);
+  const testing = await recomputeBottlenecks(ex, sets.testing, plain, o.bottleneckBatchSize);
+  return {
+    testing,
+    summary: {
+      layers: r.layers,
+      parameters: r.parameters,
+      steps: o.fineTuneSteps,
+      learning_rate: o.fineTuneLearningRate,
+      batch_size: o.fineTuneBatchSize,
+      validation_accuracy_before: before,
+      validation_accuracy_after: after,
+      history: r.history,
+    },
+  };
+}
