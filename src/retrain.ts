@@ -135,15 +135,7 @@ export const DEFAULT_DISTORTION_VARIANTS = 10;
 function validate(o: RetrainOptions): void {
   if (!o.imageDir) throw new UsageError('--image_dir is required: point it at a folder with one subfolder of images per class');
   validateSplit(o);
-  validateTrainOptions({
-    steps: o.howManyTrainingSteps,
-    learningRate: o.learningRate,
-    trainBatchSize: o.trainBatchSize,
-    validationBatchSize: o.validationBatchSize,
-    evalStepInterval: o.evalStepInterval,
-    seed: o.seed,
-    ...headTrainingOptions(o),
-  });
+  validateTrainOptions(headTrainingOptions(o));
   validateFineTuneOptions({ layers: o.fineTuneLayers, steps: o.fineTuneSteps, learningRate: fineTuneRate(o), batchSize: o.fineTuneBatchSize });
   validateQuantizeBytes(o.quantizeBytes);
   if (!Number.isInteger(o.testBatchSize) || (o.testBatchSize <= 0 && o.testBatchSize !== -1)) {
@@ -169,9 +161,23 @@ function validate(o: RetrainOptions): void {
   }
 }
 
+/** The flags that shape the head's training, as trainHead takes them. */
 function headTrainingOptions(o: RetrainOptions) {
   const { optimizer, hiddenUnits, dropout, labelSmoothing, classWeighting, earlyStoppingPatience } = o;
-  return { optimizer, hiddenUnits, dropout, labelSmoothing, classWeighting, earlyStoppingPatience };
+  return {
+    steps: o.howManyTrainingSteps,
+    learningRate: o.learningRate,
+    trainBatchSize: o.trainBatchSize,
+    validationBatchSize: o.validationBatchSize,
+    evalStepInterval: o.evalStepInterval,
+    seed: o.seed,
+    optimizer,
+    hiddenUnits,
+    dropout,
+    labelSmoothing,
+    classWeighting,
+    earlyStoppingPatience,
+  };
 }
 
 const fineTuneRate = (o: RetrainOptions): number => o.fineTuneLearningRate ?? o.learningRate / 10;
@@ -301,12 +307,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
     const tb = new TrainingSummaries(o.summariesDir, log);
     const trained = await timed('training', () =>
       trainHead(sets.training, sets.validation, labels.length, info.bottleneckSize, {
-        steps: o.howManyTrainingSteps,
-        learningRate: o.learningRate,
-        trainBatchSize: o.trainBatchSize,
-        validationBatchSize: o.validationBatchSize,
-        evalStepInterval: o.evalStepInterval,
-        seed: o.seed,
+        ...headTrainingOptions(o),
         trainBottlenecks,
         intermediateStoreFrequency: o.intermediateStoreFrequency,
         signal: o.signal,
@@ -316,7 +317,6 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
           intermediate.push(dir);
         },
         onEval: (point, h) => tb.onEval(point, h),
-        ...headTrainingOptions(o),
         log,
       }).finally(() => tb.close()),
     );

@@ -8,7 +8,8 @@ import * as tf from '@tensorflow/tfjs';
 import { RetrainError, errorMessage } from '../errors.js';
 import { rangeToMeanStd } from '../image/index.js';
 import type { FeatureExtractor, ModuleInfo } from '../module/index.js';
-import { folderSaveHandler, weightByteLength } from '../module/io.js';
+import { concatBytes, folderSaveHandler, weightSlices } from '../module/io.js';
+import { reachable } from './nodes.js';
 import { writeAtomic } from '../util/fsutil.js';
 import { exportFrozenGraph, isFrozenGraphPath } from './tf.js';
 import { quantizeArtifacts, type QuantizeBytes } from './quantize.js';
@@ -163,10 +164,6 @@ function constNode(name: string, shape: number[]): GraphNode {
   };
 }
 
-/** Node names a tensor reference points at: "x:1" and "^x" both mean node x. */
-function nodeOf(ref: string): string {
-  return ref.replace(/^\^/, '').replace(/:\d+$/, '');
-}
 
 /**
  * Appends retrain.py's final_retrain_ops (MatMul, Add, Softmax named final_result)
@@ -219,48 +216,26 @@ export function appendHeadToGraph(
   nodes.push({ name: 'final_retrain_ops/Wx_plus_b/add', op: 'Add', input: ['final_retrain_ops/Wx_plus_b/MatMul', bName], attr: { T: floatType } });
   nodes.push({ name: finalTensorName, op: 'Softmax', input: ['final_retrain_ops/Wx_plus_b/add'], attr: { T: floatType } });
 
-  const byName = new Map(nodes.map((n) => [n.name, n]));
-  const needed = new Set<string>();
-  const stack = [finalTensorName];
-  while (stack.length) {
-    const name = stack.pop()!;
-    if (needed.has(name)) continue;
-    needed.add(name);
-    for (const ref of byName.get(name)?.input ?? []) stack.push(nodeOf(ref));
-  }
+  const needed = reachable(nodes, finalTensorName);
   const kept = nodes.filter((n) => needed.has(n.name));
   const inputs = kept.filter((n) => n.op === 'Placeholder');
   if (inputs.length !== 1) throw new RetrainError(`the module graph has ${inputs.length} inputs; retrain needs exactly one image input`);
 
-  // Weight data is the specs' bytes back to back; keep the slices of the kept Consts.
-  const specs = artifacts.weightSpecs ?? [];
-  const data = new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData as ArrayBuffer | ArrayBuffer[]));
   const keptSpecs: tf.io.WeightsManifestEntry[] = [];
   const parts: Uint8Array[] = [];
-  let offset = 0;
-  for (const spec of specs) {
-    const len = weightByteLength(spec);
-    if (needed.has(spec.name)) {
-      keptSpecs.push(spec);
-      parts.push(data.subarray(offset, offset + len));
-    }
-    offset += len;
+  for (const { spec, bytes } of weightSlices(artifacts)) {
+    if (!needed.has(spec.name)) continue;
+    keptSpecs.push(spec);
+    parts.push(bytes);
   }
   keptSpecs.push(...extraSpecs, { name: wName, shape: [size, classes], dtype: 'float32' }, { name: bName, shape: [classes], dtype: 'float32' });
   for (const a of [...extraData, head.weights, head.biases]) parts.push(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
-  const total = parts.reduce((s, p) => s + p.byteLength, 0);
-  const weightData = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    weightData.set(p, at);
-    at += p.byteLength;
-  }
   return {
     artifacts: {
       ...artifacts,
       modelTopology: { ...topology, node: kept },
       weightSpecs: keptSpecs,
-      weightData: weightData.buffer,
+      weightData: concatBytes(parts),
       signature: undefined,
     },
     inputName: inputs[0]!.name,

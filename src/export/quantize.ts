@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { getFloat16, setFloat16 } from '@petamoriken/float16';
 import { UsageError } from '../errors.js';
-import { weightByteLength } from '../module/io.js';
+import { concatBytes, weightSlices } from '../module/io.js';
 
 export type QuantizeBytes = 1 | 2;
 
@@ -56,15 +56,9 @@ export function fromFloat16(bytes: Uint8Array): Float32Array {
 
 /** A copy of the artifacts with every float32 weight quantized; other dtypes are kept as they are. */
 export function quantizeArtifacts(artifacts: tf.io.ModelArtifacts, bytes: QuantizeBytes): tf.io.ModelArtifacts {
-  const specs = artifacts.weightSpecs ?? [];
-  const data = new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData as ArrayBuffer | ArrayBuffer[]));
   const outSpecs: tf.io.WeightsManifestEntry[] = [];
   const parts: Uint8Array[] = [];
-  let offset = 0;
-  for (const spec of specs) {
-    const len = weightByteLength(spec);
-    const raw = data.subarray(offset, offset + len);
-    offset += len;
+  for (const { spec, bytes: raw } of weightSlices(artifacts)) {
     if (spec.dtype !== 'float32' || spec.quantization) {
       outSpecs.push(spec);
       parts.push(raw);
@@ -80,12 +74,5 @@ export function quantizeArtifacts(artifacts: tf.io.ModelArtifacts, bytes: Quanti
       parts.push(toFloat16(values));
     }
   }
-  const total = parts.reduce((s, p) => s + p.byteLength, 0);
-  const weightData = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    weightData.set(p, at);
-    at += p.byteLength;
-  }
-  return { ...artifacts, weightSpecs: outSpecs, weightData: weightData.buffer };
+  return { ...artifacts, weightSpecs: outSpecs, weightData: concatBytes(parts) };
 }

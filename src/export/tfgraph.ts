@@ -12,6 +12,8 @@ import protobuf from 'protobufjs';
 import * as tf from '@tensorflow/tfjs';
 import { RetrainError, errorMessage } from '../errors.js';
 import { writeAtomic } from '../util/fsutil.js';
+import { concatBytes } from '../module/io.js';
+import { reachable } from './nodes.js';
 
 /** Where the TensorFlow schema lives: protos/ at the package root (dist/src/export → ../../..). */
 export const TF_PROTO_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../protos/tensorflow.proto');
@@ -165,14 +167,7 @@ export function graphDefToArtifacts(bytes: Uint8Array, where: string): tf.io.Mod
   }
   const topology = G.toObject(msg, JSON_FORM);
   topology['versions'] ??= {}; // TF.js reads versions.producer
-  const total = parts.reduce((s, p) => s + p.byteLength, 0);
-  const weightData = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    weightData.set(p, at);
-    at += p.byteLength;
-  }
-  return { modelTopology: topology, format: 'graph-model', generatedBy: 'TensorFlow GraphDef', weightSpecs, weightData: weightData.buffer };
+  return { modelTopology: topology, format: 'graph-model', generatedBy: 'TensorFlow GraphDef', weightSpecs, weightData: concatBytes(parts) };
 }
 
 interface JsonNode {
@@ -282,19 +277,6 @@ export async function writeSavedModel(dir: string, graphDef: Record<string, unkn
   await writeAtomic(path.join(dir, 'saved_model.pb'), encodeSavedModel(graphDef, sig));
 }
 
-/** Node names reachable backwards from `output` ("x:1" and "^x" both mean node x). */
-function reachable(nodes: JsonNode[], output: string): Set<string> {
-  const byName = new Map(nodes.map((n) => [n.name, n]));
-  const seen = new Set<string>();
-  const stack = [output];
-  while (stack.length) {
-    const name = stack.pop()!;
-    if (seen.has(name)) continue;
-    seen.add(name);
-    for (const ref of byName.get(name)?.input ?? []) stack.push(ref.replace(/^\^/, '').replace(/:\d+$/, ''));
-  }
-  return seen;
-}
 
 /**
  * The ops `output` needs that TF.js's graph executor has no kernel mapping for. The

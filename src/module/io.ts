@@ -28,6 +28,33 @@ export function expectedGroupBytes(manifest: tf.io.WeightsManifestConfig): numbe
   return manifest.map((g) => g.weights.reduce((sum, w) => sum + weightByteLength(w), 0));
 }
 
+/** All of the artifacts' weight bytes as one array. */
+export function weightBytes(artifacts: tf.io.ModelArtifacts): Uint8Array {
+  return artifacts.weightData ? new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData as ArrayBuffer | ArrayBuffer[])) : new Uint8Array(0);
+}
+
+/** Each weight spec with its bytes: weight data is the specs' bytes back to back. */
+export function weightSlices(artifacts: tf.io.ModelArtifacts): Array<{ spec: tf.io.WeightsManifestEntry; bytes: Uint8Array }> {
+  const data = weightBytes(artifacts);
+  let offset = 0;
+  return (artifacts.weightSpecs ?? []).map((spec) => {
+    const len = weightByteLength(spec);
+    const bytes = data.subarray(offset, offset + len);
+    offset += len;
+    return { spec, bytes };
+  });
+}
+
+export function concatBytes(parts: Uint8Array[]): ArrayBuffer {
+  const out = new Uint8Array(parts.reduce((s, p) => s + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out.buffer;
+}
+
 /** A weight path must be a plain relative path inside the model folder. */
 export function checkWeightPath(p: string, where: string): void {
   if (typeof p !== 'string' || p === '' || path.isAbsolute(p) || /^[a-z]+:/i.test(p) || p.split(/[\\/]/).includes('..')) {
@@ -133,9 +160,7 @@ export function modelJsonPathOf(p: string): string {
 export function folderSaveHandler(dir: string): tf.io.IOHandler {
   return {
     async save(artifacts: tf.io.ModelArtifacts): Promise<tf.io.SaveResult> {
-      const data = artifacts.weightData
-        ? new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData as ArrayBuffer | ArrayBuffer[]))
-        : new Uint8Array(0);
+      const data = weightBytes(artifacts);
       const shards = Math.max(1, Math.ceil(data.byteLength / SHARD_BYTES));
       const paths = Array.from({ length: shards }, (_, i) => `group1-shard${i + 1}of${shards}.bin`);
       const json: Record<string, unknown> = {
