@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
 import sharp, { type Sharp } from 'sharp';
 import { folderSaveHandler } from '../../src/module/io.js';
@@ -109,4 +109,22 @@ export async function pngWithCorruptData(): Promise<Buffer> {
   const idat = buf.indexOf('IDAT');
   for (let i = idat + 12; i < idat + 200; i++) buf[i] = 0xa5;
   return buf;
+}
+
+const NOBODY_ID = 65534;
+
+/**
+ * Root ignores file permissions, so permission cases run the CLI as nobody. That
+ * needs a checkout nobody can read (a clone under a private temp dir is not):
+ * returns the user to run as, or why the permission cases must be skipped.
+ */
+export function permissionUser(): { user: { uid?: number; gid?: number }; skip: string | false } {
+  if (process.getuid?.() !== 0) return { user: {}, skip: false };
+  const probe = spawnSync(process.execPath, ['-e', `require('fs').accessSync(${JSON.stringify(path.join(REPO_ROOT, 'bin', 'retrain.js'))}, require('fs').constants.R_OK)`], {
+    uid: NOBODY_ID,
+    gid: NOBODY_ID,
+    cwd: '/',
+  });
+  if (probe.status === 0) return { user: { uid: NOBODY_ID, gid: NOBODY_ID }, skip: false };
+  return { user: {}, skip: `running as root and the checkout ${REPO_ROOT} is not readable by nobody, so file permissions cannot be tested` };
 }
