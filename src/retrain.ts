@@ -23,7 +23,7 @@ import { writeReport } from './report/index.js';
 import { TrainingSummaries } from './tensorboard/index.js';
 import { splitModule, validateFineTuneOptions } from './finetune/index.js';
 import { fineTuneStage } from './finetune/stage.js';
-import { distortedImageBatches } from './finetune/batches.js';
+import { distortedImageBatches } from './image/batches.js';
 import { exportAccuracy, folderBytes } from './export/evaluate.js';
 import { validateQuantizeBytes, type QuantizeBytes } from './export/quantize.js';
 import type { ClassWeighting, OptimizerName } from './train/options.js';
@@ -238,8 +238,6 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
     }),
   );
   const { info } = extractor;
-  // Refuse a module that cannot be fine-tuned before spending time on bottlenecks.
-  if (o.fineTuneLayers > 0) splitModule(extractor, o.fineTuneLayers);
   log.info(
     `Module ${info.spec}: ${info.format}, input ${info.inputHeight}x${info.inputWidth} in [${info.inputRange.join(', ')}], ` +
       `bottleneck ${info.bottleneckTensor} (${info.bottleneckSize} values)`,
@@ -257,6 +255,8 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
   };
 
   try {
+    // Refuse what cannot be done (fine-tuning, a TensorFlow export) before spending time on bottlenecks.
+    if (o.fineTuneLayers > 0) splitModule(extractor, o.fineTuneLayers);
     checkTensorFlowExport(info, o);
     const bottlenecks = await timed('bottlenecks', () =>
       cacheBottlenecks(lists, extractor, {

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { UsageError } from '../src/errors.js';
 import { fineTune, forwardSplit, gradientBackend, recomputeBottlenecks, splitModule } from '../src/finetune/index.js';
-import { distortedImageBatches, plainImageBatches } from '../src/finetune/batches.js';
+import { distortedImageBatches, plainImageBatches } from '../src/image/batches.js';
 import { MemoryLogger } from '../src/log.js';
 import { loadFeatureExtractor } from '../src/module/index.js';
 import { folderSaveHandler, readModelFiles } from '../src/module/io.js';

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { decodeImage, toModuleInput } from '../image/index.js';
+import { plainImageBatches } from '../image/batches.js';
 import { loadClassifier } from '../label_image.js';
 
 export function folderBytes(dir: string): number {
@@ -13,13 +13,12 @@ export function folderBytes(dir: string): number {
 export async function exportAccuracy(dir: string, files: string[], y: Int32Array, batchSize = 16): Promise<number> {
   const c = await loadClassifier({ graph: dir });
   let right = 0;
+  const images = plainImageBatches(c.spec);
   try {
-    const size = c.spec.height * c.spec.width * 3;
     for (let i = 0; i < files.length; i += batchSize) {
-      const chunk = files.slice(i, i + batchSize);
-      const buf = new Float32Array(chunk.length * size);
-      for (const [k, f] of chunk.entries()) toModuleInput(await decodeImage(f), c.spec, buf.subarray(k * size, (k + 1) * size));
-      const best = tf.tidy(() => tf.argMax(c.run(tf.tensor4d(buf, [chunk.length, c.spec.height, c.spec.width, 3])), 1).dataSync());
+      const x = await images(files.slice(i, i + batchSize), 0);
+      const best = tf.tidy(() => tf.argMax(c.run(x), 1).dataSync());
+      x.dispose();
       best.forEach((p, k) => {
         if (p === y[i + k]) right++;
       });

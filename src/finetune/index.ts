@@ -14,7 +14,7 @@ import type { Logger } from '../log.js';
 import type { FeatureExtractor } from '../module/index.js';
 import { makeRng, type Head, type LabeledSet } from '../train/index.js';
 import { classWeights, headLoss, makeOptimizer, type ClassWeighting, type OptimizerName } from '../train/options.js';
-import type { ImageBatchSource } from './batches.js';
+import type { ImageBatchSource } from '../image/batches.js';
 
 export interface FineTuneOptions {
   /** Layers with weights, counted down from the bottleneck. */

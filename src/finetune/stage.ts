@@ -4,7 +4,7 @@ import type { FeatureExtractor } from '../module/index.js';
 import { measure, type Head, type LabeledSet } from '../train/index.js';
 import type { ClassWeighting, OptimizerName } from '../train/options.js';
 import * as tf from '@tensorflow/tfjs';
-import { plainImageBatches, type ImageBatchSource } from './batches.js';
+import { plainImageBatches, type ImageBatchSource } from '../image/batches.js';
 import { fineTune, recomputeBottlenecks } from './index.js';
 
 export interface FineTuneStageOptions {

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { InterruptedError, RetrainError, UsageError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { writeAtomic } from '../util/fsutil.js';
-import { checkWeightPath, expectedGroupBytes, parseModelJson, readModelFiles } from './io.js';
+import { checkModelFiles, checkWeightPath, expectedGroupBytes, parseModelJson } from './io.js';
 
 export interface DownloadOptions {
   cacheDir: string;
@@ -60,7 +60,7 @@ export async function downloadModule(url: string, opts: DownloadOptions): Promis
   const entryJson = path.join(entry, 'model.json');
   if (fs.existsSync(entry)) {
     try {
-      readModelFiles(entryJson);
+      checkModelFiles(entryJson);
       opts.log.info(`Using cached module ${url} from ${entry}`);
       return entryJson;
     } catch (err) {
@@ -75,7 +75,7 @@ export async function downloadModule(url: string, opts: DownloadOptions): Promis
   await mkdirOrFail(tmp);
   try {
     await fetchModel(jsonUrl, tmp, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, opts.signal);
-    readModelFiles(path.join(tmp, 'model.json'));
+    checkModelFiles(path.join(tmp, 'model.json'));
     const record = { url, modelJsonUrl: jsonUrl, downloadedAt: new Date().toISOString() };
     await writeAtomic(path.join(tmp, 'retrain-download.json'), `${JSON.stringify(record, null, 2)}\n`);
     await moveIntoPlace(tmp, entry);
@@ -264,7 +264,7 @@ function isTakenError(err: unknown): boolean {
 
 function isUsableEntry(entry: string): boolean {
   try {
-    readModelFiles(path.join(entry, 'model.json'));
+    checkModelFiles(path.join(entry, 'model.json'));
     return true;
   } catch {
     return false;

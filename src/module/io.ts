@@ -99,8 +99,12 @@ export interface LoadedModelFiles {
   artifacts: tf.io.ModelArtifacts;
 }
 
-/** Reads a model folder (or its model.json) into tfjs ModelArtifacts, checking every shard. */
-export function readModelFiles(modelJsonPath: string): LoadedModelFiles {
+/**
+ * Checks a model folder without reading its weights: model.json parses, its paths stay
+ * inside the folder, and every weight group's shards hold exactly the declared bytes.
+ * Returns the parsed model.json and the shard files in manifest order.
+ */
+export function checkModelFiles(modelJsonPath: string): { dir: string; json: ModelJson; jsonText: string; shards: string[] } {
   const dir = path.dirname(modelJsonPath);
   let jsonText: string;
   try {
@@ -110,19 +114,17 @@ export function readModelFiles(modelJsonPath: string): LoadedModelFiles {
   }
   const json = parseModelJson(jsonText, modelJsonPath);
   const expected = expectedGroupBytes(json.weightsManifest);
-  const buffers: Buffer[] = [];
+  const shards: string[] = [];
   json.weightsManifest.forEach((g, i) => {
     let got = 0;
     for (const p of g.paths) {
       const file = path.join(dir, p);
-      let buf: Buffer;
       try {
-        buf = fs.readFileSync(file);
+        got += fs.statSync(file).size;
       } catch (err) {
         throw new RetrainError(`model ${modelJsonPath}: weight file ${p} is missing or unreadable (${errorMessage(err)})`);
       }
-      got += buf.length;
-      buffers.push(buf);
+      shards.push(file);
     }
     if (got !== expected[i]) {
       throw new RetrainError(
@@ -130,6 +132,23 @@ export function readModelFiles(modelJsonPath: string): LoadedModelFiles {
       );
     }
   });
+  return { dir, json, jsonText, shards };
+}
+
+/** Reads a model folder (or its model.json) into tfjs ModelArtifacts, checking every shard. */
+export function readModelFiles(modelJsonPath: string): LoadedModelFiles {
+  const { dir, json, jsonText, shards } = checkModelFiles(modelJsonPath);
+  const buffers = shards.map((file) => {
+    try {
+      return fs.readFileSync(file);
+    } catch (err) {
+      throw new RetrainError(`model ${modelJsonPath}: weight file ${path.relative(dir, file)} is unreadable (${errorMessage(err)})`);
+    }
+  });
+  const read = buffers.reduce((sum, b) => sum + b.length, 0);
+  const declared = expectedGroupBytes(json.weightsManifest).reduce((a, b) => a + b, 0);
+  // The files could change between the check and the read.
+  if (read !== declared) throw new RetrainError(`model ${modelJsonPath}: its weight files changed while being read; try again`);
   const all = Buffer.concat(buffers);
   const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) as ArrayBuffer;
   const weightSpecs = json.weightsManifest.flatMap((g) => g.weights);

@@ -1,11 +1,10 @@
 /**
- * Where fine-tuning's image batches come from. Fine-tuning trains on pixels, not
- * cached bottlenecks, so every step decodes its images again; a source that
- * distorts them (random crop, scale, brightness, flip) plugs in here with the same type.
+ * Batches of module input straight from image files, for whatever works on pixels
+ * rather than cached bottlenecks: fine-tuning (plain or distorted) and checking an export.
  */
 import * as tf from '@tensorflow/tfjs';
-import { decodeImage, toModuleInput, type InputSpec } from '../image/index.js';
-import { distortedInput, seededUniform, type DistortionSettings } from '../image/distort.js';
+import { decodeImage, toModuleInput, type InputSpec } from './index.js';
+import { distortedInput, seededUniform, type DistortionSettings } from './distort.js';
 
 /** [files.length, H, W, 3] module input for one step; `step` lets a source vary its randomness per step, reproducibly. */
 export type ImageBatchSource = (files: string[], step: number) => Promise<tf.Tensor4D>;
