@@ -126,7 +126,7 @@ async function main(): Promise<void> {
     const out = {
       module: f.tfhub_module,
       format: extractor.info.format,
-      fused: extractor.fused ?? null,
+      fused: extractor.kind === 'layers' ? extractor.fused : null,
       images: n,
       backend: backend.name,
       workers: cold.b.workers ?? 0,

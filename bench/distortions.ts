@@ -53,8 +53,8 @@ const base: RetrainOptions = {
 const distortions = { flipLeftRight: true, randomCrop: Number(a.crop), randomScale: Number(a.scale), randomBrightness: Number(a.brightness) };
 const configs: Record<string, Partial<RetrainOptions>> = {
   plain: {},
-  variants: { distortions, distortionVariants: Number(a.variants) },
-  fresh: { distortions, distortionVariants: 0 },
+  variants: { ...distortions, distortionVariants: Number(a.variants) },
+  fresh: { ...distortions, distortionVariants: 0 },
 };
 
 console.log(`steps ${a.steps}, distortions flip + crop ${a.crop}% + scale ${a.scale}% + brightness ${a.brightness}%, module ${a.module}`);

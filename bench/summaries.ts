@@ -57,7 +57,7 @@ async function benchReport(n: number): Promise<void> {
   };
   const dir = tempDir('bench-report-');
   const t0 = performance.now();
-  const out = await writeReport(dir, { summary, labels, flags: {} });
+  const out = await writeReport(dir, { summary, labels, flags: [] });
   const ms = performance.now() - t0;
   console.log(`report with ${files.length} misclassified thumbnails (${HAVE_SHARED ? 'flowers-dev photos' : 'generated 320x240 JPEGs'}): ${ms.toFixed(0)} ms, report.html ${(fs.statSync(out.html).size / 1024).toFixed(0)} KiB`);
 }

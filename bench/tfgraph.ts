@@ -12,7 +12,8 @@ import seedrandom from 'seedrandom';
 import { initBackend } from '../src/backend.js';
 import { exportModel } from '../src/export/index.js';
 import { exportSavedModel } from '../src/export/tf.js';
-import { classifyImage, expandImageArgs, loadClassifier } from '../src/label_image.js';
+import { classifyImage, expandImageArgs } from '../src/label_image.js';
+import { loadClassifier } from '../src/export/load.js';
 import { silentLogger } from '../src/log.js';
 import { loadFeatureExtractor } from '../src/module/index.js';
 

@@ -1,3 +1,4 @@
+import { defaultRetrainOptions, validateRetrainOptions } from '../src/flags/retrain.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -98,9 +99,11 @@ test('createImageLists: usage errors for bad folders and percentages', async () 
   const file = path.join(dir, 'f.txt');
   fs.writeFileSync(file, 'x');
   await assert.rejects(createImageLists(file, split, log), (e: Error) => e instanceof UsageError && /is a file/.test(e.message));
-  await assert.rejects(createImageLists(dir, { testingPercentage: -1, validationPercentage: 10 }, log), /--testing_percentage -1 is out of range/);
-  await assert.rejects(createImageLists(dir, { testingPercentage: 10, validationPercentage: 101 }, log), /--validation_percentage 101/);
-  await assert.rejects(createImageLists(dir, { testingPercentage: 60, validationPercentage: 50 }, log), (e: Error) => e instanceof UsageError && /over 100/.test(e.message));
+  const check = (testingPercentage: number, validationPercentage: number) =>
+    validateRetrainOptions({ ...defaultRetrainOptions(), imageDir: dir, testingPercentage, validationPercentage });
+  assert.throws(() => check(-1, 10), /--testing_percentage -1 must be between 0 and 100/);
+  assert.throws(() => check(10, 101), /--validation_percentage 101/);
+  assert.throws(() => check(60, 50), (e: Error) => e instanceof UsageError && /over 100/.test(e.message));
 });
 
 test('createImageLists: two folders with the same label are refused', async () => {

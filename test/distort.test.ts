@@ -10,14 +10,15 @@ import {
   distortionsOn,
   randomWindow,
   seededUniform,
-  validateDistortions,
   type DistortionSettings,
 } from '../src/image/distort.js';
 import { resizeWindow, toModuleInput, type InputSpec, type RgbImage } from '../src/image/index.js';
 import { UsageError } from '../src/errors.js';
 import { MemoryLogger } from '../src/log.js';
 import { defaultRetrainOptions, runRetrain, type RetrainOptions } from '../src/retrain.js';
-import { optionsFromFlags, retrainCommand } from '../src/cli/retrain.js';
+import { retrainCommand } from '../src/cli/retrain.js';
+import { optionsFromCommand } from '../src/cli/flags.js';
+import { RETRAIN_FLAGS, validateRetrainOptions } from '../src/flags/retrain.js';
 import { makeImageDir, makeLayersModel, runCli, tempDir, useCpuBackend } from './helpers/fixtures.js';
 
 /** Raw pixels, so values are exact: mean 0, std 1 keeps them in 0..255. */
@@ -39,9 +40,10 @@ test('distortions are off unless a flag is set, and bad percentages are usage er
   assert.equal(distortionsOn(OFF), false);
   assert.equal(distortionsOn({ ...OFF, flipLeftRight: true }), true);
   assert.equal(distortionsOn({ ...OFF, randomScale: 5 }), true);
-  assert.throws(() => validateDistortions({ ...OFF, randomCrop: -1 }), UsageError);
-  assert.throws(() => validateDistortions({ ...OFF, randomBrightness: 150 }), /--random_brightness 150/);
-  assert.throws(() => validateDistortions({ ...OFF, randomScale: NaN }), /--random_scale/);
+  const check = (o: Partial<DistortionSettings>) => validateRetrainOptions({ ...defaultRetrainOptions(), imageDir: 'x', ...o });
+  assert.throws(() => check({ randomCrop: -1 }), UsageError);
+  assert.throws(() => check({ randomBrightness: 150 }), /--random_brightness 150/);
+  assert.throws(() => check({ randomScale: NaN }), /--random_scale/);
 });
 
 test('a flip is an exact mirror of the undistorted image, for about half of the draws', () => {
@@ -165,12 +167,13 @@ test('the cache tag changes with every setting, the seed and the variant', () =>
 });
 
 test('the CLI maps the distortion flags, with retrain.py defaults (all off)', () => {
-  const parse = (args: string[]) => optionsFromFlags(retrainCommand().parse(['node', 'retrain', ...args]).opts());
+  const parse = (args: string[]) => optionsFromCommand(retrainCommand().parse(['node', 'retrain', ...args]), RETRAIN_FLAGS);
+  const pick = (o: DistortionSettings): DistortionSettings => ({ flipLeftRight: o.flipLeftRight, randomCrop: o.randomCrop, randomScale: o.randomScale, randomBrightness: o.randomBrightness });
   const d = parse(['--image_dir', 'x']);
-  assert.deepEqual(d.distortions, OFF);
+  assert.deepEqual(pick(d), OFF);
   assert.equal(d.distortionVariants, 10);
   const o = parse(['--image_dir', 'x', '--flip_left_right', '--random_crop', '5', '--random_scale', '7.5', '--random_brightness', '9', '--distortion_variants', '0']);
-  assert.deepEqual(o.distortions, { flipLeftRight: true, randomCrop: 5, randomScale: 7.5, randomBrightness: 9 });
+  assert.deepEqual(pick(o), { flipLeftRight: true, randomCrop: 5, randomScale: 7.5, randomBrightness: 9 });
   assert.equal(o.distortionVariants, 0);
 });
 
@@ -227,7 +230,7 @@ function describeRuns(): void {
   };
 
   test('variants: K distorted bottlenecks per training image are cached, reused, and redone when settings change', async () => {
-    const first = await run({ distortions: all, distortionVariants: 3 });
+    const first = await run({ ...all, distortionVariants: 3 });
     const trainingImages = Object.values(first.summary.split['training']!).reduce((n, names) => n + names.length, 0);
     assert.ok(trainingImages > 0);
     const files = distortedFiles();
@@ -235,18 +238,18 @@ function describeRuns(): void {
     for (let v = 0; v < 3; v++) assert.equal(files.filter((f) => f.endsWith(`-v${v}.bin`)).length, trainingImages);
     assert.ok(first.log.lines.some((l) => l.includes(`Distorted bottlenecks: ${3 * trainingImages} computed, 0 cached`)));
 
-    const again = await run({ distortions: all, distortionVariants: 3 });
+    const again = await run({ ...all, distortionVariants: 3 });
     assert.ok(again.log.lines.some((l) => l.includes(`Distorted bottlenecks: 0 computed, ${3 * trainingImages} cached`)));
     assert.deepEqual(again.summary.training, first.summary.training, 'a rerun with the same seed gives the same training');
 
-    const other = await run({ distortions: { ...all, randomBrightness: 20 }, distortionVariants: 3 });
+    const other = await run({ ...all, randomBrightness: 20, distortionVariants: 3 });
     assert.ok(other.log.lines.some((l) => l.includes(`Distorted bottlenecks: ${3 * trainingImages} computed, 0 cached`)));
     assert.equal(distortedFiles().length, 6 * trainingImages);
   });
 
   test('variants train on distorted bottlenecks: results differ from an undistorted run', async () => {
     const plain = await run({});
-    const distorted = await run({ distortions: all, distortionVariants: 3 });
+    const distorted = await run({ ...all, distortionVariants: 3 });
     assert.notDeepEqual(distorted.summary.training!.history, plain.summary.training!.history);
     // Validation and test use the undistorted bottlenecks of the same images.
     assert.equal(distorted.summary.test!.n, plain.summary.test!.n);
@@ -254,19 +257,19 @@ function describeRuns(): void {
 
   test('variants 0: fresh distortions every step, repeatable with the same seed, nothing extra cached', async () => {
     const before = distortedFiles().length;
-    const a = await run({ distortions: all, distortionVariants: 0 });
-    const b = await run({ distortions: all, distortionVariants: 0 });
+    const a = await run({ ...all, distortionVariants: 0 });
+    const b = await run({ ...all, distortionVariants: 0 });
     const plain = await run({});
     assert.equal(distortedFiles().length, before);
     assert.ok(a.log.lines.some((l) => l.includes('fresh bottlenecks at every training step')));
     assert.deepEqual(a.summary.training, b.summary.training);
     assert.notDeepEqual(a.summary.training!.history, plain.summary.training!.history);
-    const c = await run({ distortions: all, distortionVariants: 0, seed: 6 });
+    const c = await run({ ...all, distortionVariants: 0, seed: 6 });
     assert.notDeepEqual(c.summary.training!.history, a.summary.training!.history);
   });
 
   test('--distortion_variants must be a whole number of 0 or more', async () => {
-    await assert.rejects(run({ distortions: all, distortionVariants: -1 }), /--distortion_variants -1/);
-    await assert.rejects(run({ distortions: { ...all, randomCrop: -5 } }), /--random_crop -5/);
+    await assert.rejects(run({ ...all, distortionVariants: -1 }), /--distortion_variants -1/);
+    await assert.rejects(run({ ...all, randomCrop: -5 }), /--random_crop -5/);
   });
 }

@@ -11,7 +11,9 @@ import { MemoryLogger } from '../src/log.js';
 import { loadFeatureExtractor } from '../src/module/index.js';
 import { folderSaveHandler, readModelFiles } from '../src/module/io.js';
 import { Head, trainHead, type LabeledSet } from '../src/train/index.js';
-import { makeGraphModel, makeImageDir, makeLayersModel, runCli, tempDir, useCpuBackend } from './helpers/fixtures.js';
+import { SHARED, makeGraphModel, makeImageDir, makeLayersModel, runCli, tempDir, useCpuBackend } from './helpers/fixtures.js';
+
+const SHARED_NESTED = path.join(SHARED, 'models', 'mobilenet_v2_035_224');
 
 /** A module with a residual connection: conv 3x3 → depthwise 3x3 → add(c1, c2) → conv 1x1 → depthwise 3x3 stride 2 → pool. */
 async function makeResidualModel(dir: string): Promise<string> {
@@ -83,7 +85,7 @@ test('fineTune: updates only the top layers and the head, lowers the loss, same 
     const head: Head = trained.head;
     const loss = (s: LabeledSet) => tf.tidy(() => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(s.y, 'int32'), 3), head.logits(tf.tensor2d(s.x, [s.y.length, size]))).dataSync()[0]!);
     const before = loss(set);
-    const weightsOf = (name: string) => ex.layersModel!.getLayer(name).getWeights().map((w) => Array.from(w.dataSync()));
+    const weightsOf = (name: string) => (ex.kind === 'layers' ? ex.model : assert.fail('a layers module')).getLayer(name).getWeights().map((w) => Array.from(w.dataSync()));
     const c1 = weightsOf('c1');
     const c3 = weightsOf('c3');
     const headBefore = await head.values();
@@ -170,7 +172,7 @@ test('fineTune: batch normalization stays in inference mode (moving statistics u
   await m.save(folderSaveHandler(dir));
   m.dispose();
   const ex = await loadFeatureExtractor({ spec: dir, cacheDir: '', log: new MemoryLogger() });
-  const bn = () => ex.layersModel!.getLayer('bn').getWeights().map((w) => Array.from(w.dataSync()));
+  const bn = () => (ex.kind === 'layers' ? ex.model : assert.fail('a layers module')).getLayer('bn').getWeights().map((w) => Array.from(w.dataSync()));
   const before = bn();
   const x = tf.randomUniform([4, 8, 8, 3], -1, 1, 'float32', 3) as tf.Tensor4D;
   const s = splitModule(ex, 2);
@@ -212,4 +214,61 @@ test('fine-tuning batches: distorted ones are repeatable per step and differ fro
   assert.notDeepEqual(step3, step4, 'another step draws other distortions');
   assert.notDeepEqual(step3, plain);
   assert.equal(step3.length, plain.length);
+});
+
+/** Teachable Machine's shape: a Sequential whose first layer is a functional model (conv → depthwise → conv), then pooling. */
+async function makeNestedModel(dir: string): Promise<string> {
+  await useCpuBackend();
+  const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+  const input = tf.input({ shape: [32, 32, 3] });
+  const c1 = tf.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same', activation: 'relu', name: 'n_c1', kernelInitializer: init(1) }).apply(input) as tf.SymbolicTensor;
+  const c2 = tf.layers.depthwiseConv2d({ kernelSize: 3, padding: 'same', activation: 'relu', name: 'n_c2', depthwiseInitializer: init(2) }).apply(c1) as tf.SymbolicTensor;
+  const c3 = tf.layers.conv2d({ filters: 6, kernelSize: 1, activation: 'relu', name: 'n_c3', kernelInitializer: init(3) }).apply(c2) as tf.SymbolicTensor;
+  const inner = tf.model({ inputs: input, outputs: c3, name: 'inner_model' });
+  const outer = tf.sequential({ layers: [inner, tf.layers.globalAveragePooling2d({ name: 'n_pool' })] });
+  await outer.save(folderSaveHandler(dir));
+  outer.dispose();
+  return dir;
+}
+
+test('nested layers models: inner layers are counted, unfrozen and trained; features equal the nested model', async () => {
+  await useCpuBackend();
+  const dir = await makeNestedModel(tempDir());
+  const nested = await tf.loadLayersModel(tf.io.fromMemory(readModelFiles(path.join(dir, 'model.json')).artifacts));
+  assert.equal(nested.layers.filter((l) => l.weights.length > 0).length, 1, 'tfjs sees the inner model as one layer');
+  const ex = await loadFeatureExtractor({ spec: dir, cacheDir: '', log: new MemoryLogger() });
+  const x = tf.randomUniform([2, 32, 32, 3], -1, 1, 'float32', 9) as tf.Tensor4D;
+  const want = (nested.predict(x) as tf.Tensor).arraySync() as number[][];
+  const got = ex.extract(x).arraySync();
+  got.forEach((row, i) => row.forEach((v, k) => assert.ok(Math.abs(v - want[i]![k]!) < 1e-5)));
+  const s = splitModule(ex, 3);
+  assert.deepEqual(s.top.map((l) => l.name), ['n_c1', 'n_c2', 'n_c3']);
+  assert.throws(() => splitModule(ex, 4), /--fine_tune_layers 4 is more than the 3 layers with weights/);
+  nested.dispose();
+  ex.dispose();
+});
+
+test('retrain --fine_tune_layers counts layers inside a nested model (Teachable Machine base)', async () => {
+  const root = tempDir();
+  const images = await makeImageDir(path.join(root, 'images'), { perClass: 8, width: 40, height: 30 });
+  const module = await makeNestedModel(path.join(root, 'module'));
+  const r = runCli('retrain', [
+    '--image_dir', images, '--tfhub_module', module, '--bottleneck_dir', path.join(root, 'bn'), '--output_graph', path.join(root, 'out'),
+    '--output_labels', path.join(root, 'labels.txt'), '--summary_json', path.join(root, 's.json'), '--how_many_training_steps', '5',
+    '--fine_tune_layers', '2', '--fine_tune_steps', '2', '--fine_tune_batch_size', '4', '--backend', 'cpu',
+  ]);
+  assert.equal(r.status, 0, r.stderr);
+  const s = JSON.parse(fs.readFileSync(path.join(root, 's.json'), 'utf8'));
+  assert.deepEqual(s.fine_tune.layers, ['n_c2', 'n_c3']);
+  const out = runCli('label-image', ['--graph', path.join(root, 'out'), '--image', images]);
+  assert.equal(out.status, 0, out.stderr);
+});
+
+test('retrain --fine_tune_layers 8 works on mobilenet_v2_035_224 (a nested Teachable Machine base)', { skip: !fs.existsSync(SHARED_NESTED) && `${SHARED_NESTED} is absent (../shared is needed)` }, async () => {
+  await useCpuBackend();
+  const ex = await loadFeatureExtractor({ spec: SHARED_NESTED, cacheDir: '', log: new MemoryLogger() });
+  const s = splitModule(ex, 8);
+  assert.equal(s.top.length, 8);
+  assert.equal(s.top.at(-1)!.name, 'Conv_1_bn');
+  ex.dispose();
 });

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { HEADER_BYTES, encodeBottleneck } from '../src/bottleneck/format.js';
-import { makeImageDir, tempDir } from './helpers/fixtures.js';
+import { makeImageDir, makeLayersModel, tempDir } from './helpers/fixtures.js';
 import { filesBelow, hasStack, makeSlowLayersModel, permissionUser, runCliAsync, startCli, waitFor } from './helpers/faults.js';
 
 const IS_ROOT = process.getuid?.() === 0;
@@ -127,6 +127,33 @@ test('Ctrl-C during training stops within a second with exit 130 and writes no m
   assert.match(r.stderr.trim().split('\n').at(-1)!, /^retrain: error: interrupted at training step \d+: the model was not exported; the bottleneck cache is kept$/);
   assert.equal(cacheFiles(out).final.length, TOTAL);
   assert.ok(!fs.existsSync(path.join(out, 'graph')) && !fs.existsSync(path.join(out, 'summary.json')));
+});
+
+test('Ctrl-C during fine-tuning stops within 2 s with exit 130 and exports nothing; a second Ctrl-C quits at once', async () => {
+  const out = path.join(root, 'sigint-finetune');
+  // A small module, so that steps are short and the test measures the reaction, not a step's length.
+  const small = await makeLayersModel(path.join(root, 'small-model'));
+  const ft = ['--tfhub_module', small, '--fine_tune_layers', '1', '--fine_tune_steps', '1000000', '--fine_tune_batch_size', '4', '--eval_step_interval', '1'];
+  const run = startCli('retrain', [...args(out), ...ft]);
+  await waitFor(() => /Fine-tune step 1:/.test(run.stderr()) || run.child.exitCode !== null, 180_000, 'fine-tuning to start');
+  const t0 = performance.now();
+  run.child.kill('SIGINT');
+  const r = await run.done;
+  const elapsed = performance.now() - t0;
+  assert.equal(r.status, 130, r.stderr);
+  assert.ok(elapsed < 2000, `took ${elapsed.toFixed(0)} ms to stop`);
+  assert.match(r.stderr.trim().split('\n').at(-1)!, /^retrain: error: interrupted at fine-tuning step \d+: the model was not exported/);
+  assert.ok(!fs.existsSync(path.join(out, 'graph')) && !fs.existsSync(path.join(out, 'labels.txt')));
+
+  const again = startCli('retrain', [...args(out), ...ft]);
+  await waitFor(() => /Fine-tune step 1:/.test(again.stderr()) || again.child.exitCode !== null, 180_000, 'fine-tuning to start');
+  const t1 = performance.now();
+  again.child.kill('SIGINT');
+  again.child.kill('SIGINT');
+  const r2 = await again.done;
+  assert.equal(r2.status, 130, r2.stderr);
+  assert.ok(performance.now() - t1 < 2000);
+  assert.ok(!fs.existsSync(path.join(out, 'graph')));
 });
 
 test('Ctrl-C during a module download stops it at once: exit 130, nothing cached', async () => {

@@ -173,3 +173,25 @@ test('retrain CLI: --summaries_dir and --report_dir put the event files and the 
   assert.match(r.stderr, /INFO:retrain:Wrote the report to .*report\.html/);
   assert.doesNotMatch(r.stderr, /\x1b\[/, 'no terminal control codes in a pipe');
 });
+
+test('report.html shows the flags as the user gave them: no objects, no signal, the command line', async () => {
+  const root = tempDir();
+  const images = await makeImageDir(path.join(root, 'images'), { perClass: 8 });
+  const model = await makeLayersModel(path.join(root, 'model'));
+  const r = runCli('retrain', [
+    '--image_dir', images, '--tfhub_module', model, '--bottleneck_dir', path.join(root, 'bn'), '--output_graph', path.join(root, 'out', 'graph'),
+    '--output_labels', path.join(root, 'out', 'labels.txt'), '--how_many_training_steps', '4', '--flip_left_right', '--random_crop', '5',
+    '--distortion_variants', '1', '--input_range', '-1,1', '--backend', 'cpu', '--num_workers', '0',
+  ]);
+  assert.equal(r.status, 0, r.stderr);
+  const html = fs.readFileSync(path.join(root, 'out', 'report.html'), 'utf8');
+  const flags = /<table id="flags"[^]*?<\/table>/.exec(html)![0];
+  assert.doesNotMatch(flags, /\[object|--signal|--distortions\b/);
+  for (const [flag, value] of [['--random_crop', '5'], ['--input_range', '-1,1'], ['--flip_left_right', 'on'], ['--how_many_training_steps', '4'], ['--learning_rate', '0.01']]) {
+    assert.match(flags, new RegExp(`<th scope="row">${flag}</th><td>${value}</td>`), flag);
+  }
+  const cmd = /<code id="command-line">([^<]*)<\/code>/.exec(html)![1]!;
+  assert.match(cmd, /^retrain --image_dir /);
+  for (const part of ['--random_crop 5', '--flip_left_right', '--input_range -1,1', '--distortion_variants 1']) assert.ok(cmd.includes(part), part);
+  assert.doesNotMatch(cmd, /--learning_rate/, 'defaults are not part of the command as given');
+});

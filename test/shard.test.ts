@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { shardOf, validateShard } from '../src/bottleneck/shard.js';
+import { shardOf } from '../src/bottleneck/shard.js';
+import { defaultRetrainOptions, validateRetrainOptions } from '../src/flags/retrain.js';
 import { UsageError } from '../src/errors.js';
 import { REPO_ROOT, makeGraphModel, makeImageDir, runCli, tempDir } from './helpers/fixtures.js';
 
@@ -42,12 +43,14 @@ test('shards partition the images: each in exactly one, none empty', () => {
 });
 
 test('shard flags are checked', () => {
-  assert.equal(validateShard(0, 1, false), undefined);
-  assert.deepEqual(validateShard(2, 3, true), { index: 2, count: 3 });
-  assert.throws(() => validateShard(3, 3, true), UsageError);
-  assert.throws(() => validateShard(-1, 3, true), UsageError);
-  assert.throws(() => validateShard(0, 0, true), UsageError);
-  assert.throws(() => validateShard(0, 2, false), (e: unknown) => e instanceof UsageError && /--bottlenecks_only/.test(e.message));
+  const check = (shardIndex: number, shardCount: number, bottlenecksOnly: boolean) =>
+    validateRetrainOptions({ ...defaultRetrainOptions(), imageDir: 'x', shardIndex, shardCount, bottlenecksOnly });
+  assert.doesNotThrow(() => check(0, 1, false));
+  assert.doesNotThrow(() => check(2, 3, true));
+  assert.throws(() => check(3, 3, true), UsageError);
+  assert.throws(() => check(-1, 3, true), UsageError);
+  assert.throws(() => check(0, 0, true), UsageError);
+  assert.throws(() => check(0, 2, false), (e: unknown) => e instanceof UsageError && /--bottlenecks_only/.test(e.message));
 });
 
 test('two shard processes side by side fill the cache; a normal run then computes nothing', async () => {

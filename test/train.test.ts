@@ -1,3 +1,4 @@
+import { defaultRetrainOptions, validateRetrainOptions } from '../src/flags/retrain.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
@@ -98,15 +99,14 @@ test('trainHead: a validation batch size draws that many, with replacement', asy
   r.head.dispose();
 });
 
-test('trainHead: flag checks', async () => {
-  const t = blobs(10, 4, 2, 1);
+test('training flags are checked', () => {
   for (const [k, v, re] of [
-    ['steps', 0, /--how_many_training_steps 0/],
+    ['howManyTrainingSteps', 0, /--how_many_training_steps 0/],
     ['trainBatchSize', -5, /--train_batch_size -5/],
     ['validationBatchSize', 0, /--validation_batch_size 0/],
     ['evalStepInterval', 1.5, /--eval_step_interval 1.5/],
     ['learningRate', 0, /--learning_rate 0/],
   ] as const) {
-    await assert.rejects(trainHead(t, t, 2, 4, { ...opts(), [k]: v }), (e: Error) => e instanceof UsageError && re.test(e.message));
+    assert.throws(() => validateRetrainOptions({ ...defaultRetrainOptions(), imageDir: 'x', [k]: v }), (e: Error) => e instanceof UsageError && re.test(e.message));
   }
 });

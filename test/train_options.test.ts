@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import { trainHead, type LabeledSet, type TrainOptions } from '../src/train/index.js';
-import { EarlyStopping, classWeights, headLoss, validateHeadTrainingOptions } from '../src/train/options.js';
+import { EarlyStopping, classWeights, headLoss } from '../src/train/options.js';
+import { defaultRetrainOptions, validateRetrainOptions } from '../src/flags/retrain.js';
 import { MemoryLogger } from '../src/log.js';
 import { UsageError } from '../src/errors.js';
 import fs from 'node:fs';
@@ -81,7 +82,9 @@ test('options are checked with one clear line each', () => {
     [{ classWeighting: 'auto' }, /--class_weighting auto/],
     [{ earlyStoppingPatience: 1.5 }, /--early_stopping_patience/],
   ];
-  for (const [o, msg] of bad) assert.throws(() => validateHeadTrainingOptions(o), (e: Error) => e instanceof UsageError && msg.test(e.message));
+  for (const [o, msg] of bad) {
+    assert.throws(() => validateRetrainOptions({ ...defaultRetrainOptions(), imageDir: 'x', ...o }), (e: Error) => e instanceof UsageError && msg.test(e.message));
+  }
 });
 
 test('--hidden_units learns XOR, which the linear head of retrain.py cannot', async () => {

@@ -39,8 +39,9 @@ export async function startEngine(extractor: FeatureExtractor, batches: number, 
   try {
     const start = (fused: FusedMode) => startWorkerPool(extractor.info, { workers, backend: workerBackend(), fused });
     // The fused-kernel check runs once, here, while the workers start; they trust its verdict.
-    const optimistic = extractor.fused ? start('trusted') : start(false);
-    if (extractor.fused && !extractor.verifyFused?.()) {
+    const fused = extractor.kind === 'layers' && extractor.fused;
+    const optimistic = fused ? start('trusted') : start(false);
+    if (fused && extractor.kind === 'layers' && !extractor.verifyFused()) {
       await (await optimistic.catch(() => undefined))?.dispose();
       engine = await start(false);
     } else engine = await optimistic;

@@ -10,11 +10,11 @@ import pLimit from 'p-limit';
 import * as tf from '@tensorflow/tfjs';
 import { allImages, type ImageLists } from '../dataset/index.js';
 import { RetrainError, errorMessage } from '../errors.js';
-import { distortedInput, distortionTag, seededUniform, type DistortionSettings } from '../image/distort.js';
+import { distortedInput, distortionTag, distortionsOn, seededUniform, type DistortionSettings } from '../image/distort.js';
 import { decodeImage, type RgbImage } from '../image/index.js';
 import type { Logger } from '../log.js';
 import type { FeatureExtractor } from '../module/index.js';
-import type { LabeledSet } from '../train/index.js';
+import type { LabeledSet } from './sets.js';
 import { cacheBottlenecks } from './index.js';
 
 export interface DistortOptions {
@@ -151,4 +151,56 @@ export function freshDistortions(
     }
     return out;
   };
+}
+
+/** What the distortion step reads of the run's options (the flags of the same names). */
+export interface DistortionStepOptions extends DistortionSettings {
+  distortionVariants: number;
+  seed: number;
+  bottleneckDir: string;
+  bottleneckBatchSize: number;
+  strict: boolean;
+  numWorkers?: number;
+  signal?: AbortSignal;
+}
+
+/** The training data after the distortion step: cached variants, or a hook for fresh ones. */
+export interface DistortedTraining {
+  training: LabeledSet;
+  /** --distortion_variants 0: replaces each step's bottlenecks with fresh distorted ones. */
+  trainBottlenecks?: (rows: Int32Array, step: number) => Promise<Float32Array>;
+  /** --distortion_variants K: how many variant bottlenecks were computed and read from the cache. */
+  variants?: { computed: number; cached: number };
+}
+
+/**
+ * Step "distort the training images" (retrain.py's add_input_distortions): with any
+ * distortion flag on, K cached distorted variants per training image, or fresh
+ * distortions at every step with --distortion_variants 0; without, the plain set.
+ */
+export async function distortedTraining(
+  lists: ImageLists,
+  extractor: FeatureExtractor,
+  training: LabeledSet,
+  o: DistortionStepOptions,
+  log: Logger,
+): Promise<DistortedTraining> {
+  if (!distortionsOn(o)) return { training };
+  const d: DistortOptions = {
+    settings: { flipLeftRight: o.flipLeftRight, randomCrop: o.randomCrop, randomScale: o.randomScale, randomBrightness: o.randomBrightness },
+    seed: o.seed,
+    bottleneckDir: o.bottleneckDir,
+    batchSize: o.bottleneckBatchSize,
+    strict: o.strict,
+    numWorkers: o.numWorkers,
+    signal: o.signal,
+    log,
+  };
+  if (o.distortionVariants === 0) {
+    log.info('Distortions on with --distortion_variants 0: computing fresh bottlenecks at every training step (slow)');
+    return { training, trainBottlenecks: freshDistortions(extractor, training, d) };
+  }
+  const v = await distortedVariants(lists, extractor, training, o.distortionVariants, d);
+  log.info(`Distorted bottlenecks: ${v.computed} computed, ${v.cached} cached (${o.distortionVariants} variants per training image)`);
+  return { training: v.training, variants: { computed: v.computed, cached: v.cached } };
 }

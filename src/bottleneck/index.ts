@@ -160,3 +160,47 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
   );
   return result;
 }
+
+/** The bottleneck stage as the run summary records it. */
+export interface BottleneckSection {
+  computed: number;
+  cached: number;
+  failed: FailedImage[];
+}
+
+/** What the bottleneck step reads of the run's options (the flags of the same names). */
+export interface BottleneckStepOptions {
+  bottleneckDir: string;
+  bottleneckBatchSize: number;
+  strict: boolean;
+  numWorkers?: number;
+  bottlenecksOnly: boolean;
+  shardIndex: number;
+  shardCount: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Step "cache the bottlenecks": every image's bottleneck, read from --bottleneck_dir
+ * or computed once and written there (retrain.py's cache_bottlenecks); with
+ * --shard_count, only this shard's images.
+ */
+export async function cacheAllBottlenecks(
+  lists: ImageLists,
+  extractor: FeatureExtractor,
+  o: BottleneckStepOptions,
+  log: Logger,
+): Promise<{ bottlenecks: Bottlenecks; section: BottleneckSection }> {
+  const bottlenecks = await cacheBottlenecks(lists, extractor, {
+    bottleneckDir: o.bottleneckDir,
+    batchSize: o.bottleneckBatchSize,
+    strict: o.strict,
+    numWorkers: o.numWorkers,
+    signal: o.signal,
+    shard: o.shardCount > 1 ? { index: o.shardIndex, count: o.shardCount } : undefined,
+    log,
+  });
+  const { computed, cached, failed } = bottlenecks;
+  log.info(`Bottlenecks: ${computed} computed, ${cached} cached, ${failed.length} failed`);
+  return { bottlenecks, section: { computed, cached, failed } };
+}

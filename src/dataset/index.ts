@@ -55,22 +55,6 @@ export function whichSet(fileName: string, opts: SplitOptions): Category {
   return 'training';
 }
 
-export function validateSplit(opts: SplitOptions): void {
-  for (const [flag, v] of [
-    ['--testing_percentage', opts.testingPercentage],
-    ['--validation_percentage', opts.validationPercentage],
-  ] as const) {
-    if (!Number.isFinite(v) || v < 0 || v > 100) {
-      throw new UsageError(`${flag} ${v} is out of range: give a percentage from 0 to 100`);
-    }
-  }
-  if (opts.testingPercentage + opts.validationPercentage > 100) {
-    throw new UsageError(
-      `--testing_percentage ${opts.testingPercentage} plus --validation_percentage ${opts.validationPercentage} is over 100: lower one of them`,
-    );
-  }
-}
-
 /** Image files directly inside `dir`, by extension in any case, hidden files ignored. */
 export async function listImages(dir: string): Promise<string[]> {
   const pattern = `*.{${IMAGE_EXTENSIONS.join(',')}}`;
@@ -93,7 +77,6 @@ export async function listImages(dir: string): Promise<string[]> {
 
 /** retrain.py's `create_image_lists`: one class per subfolder, split by file-name hash. */
 export async function createImageLists(imageDir: string, opts: SplitOptions, log: Logger): Promise<ImageLists> {
-  validateSplit(opts);
   const st = fs.statSync(imageDir, { throwIfNoEntry: false });
   if (!st) throw new UsageError(`--image_dir ${imageDir} does not exist: point it at a folder with one subfolder of images per class`);
   if (!st.isDirectory()) {
@@ -170,4 +153,41 @@ export function allImages(lists: ImageLists): ImageRef[] {
 export async function listImagesDeep(dir: string): Promise<string[]> {
   const names = await fg(`**/*.{${IMAGE_EXTENSIONS.join(',')}}`, { cwd: dir, caseSensitiveMatch: false, dot: false, onlyFiles: true });
   return names.sort();
+}
+
+/** The run's view of the images: the split as the summary records it. */
+export interface SplitSection {
+  /** Label → class folder. */
+  classes: Record<string, string>;
+  /** Category → label → image names. */
+  split: Record<string, Record<string, string[]>>;
+}
+
+export function splitSection(lists: ImageLists): SplitSection {
+  const classes: Record<string, string> = {};
+  const split: SplitSection['split'] = { training: {}, validation: {}, testing: {} };
+  for (const c of lists.classes) {
+    classes[c.label] = c.dir;
+    for (const cat of CATEGORIES) split[cat]![c.label] = [...c[cat]];
+  }
+  return { classes, split };
+}
+
+/** What the dataset step reads of the run's options. */
+export interface FindImagesOptions extends SplitOptions {
+  /** --image_dir: one subfolder of images per class. */
+  imageDir: string;
+}
+
+/**
+ * Step "find the images": lists the class folders under --image_dir and splits
+ * each class into training, validation and testing by file-name hash, logging the
+ * counts (retrain.py's create_image_lists).
+ */
+export async function findImages(o: FindImagesOptions, log: Logger): Promise<ImageLists> {
+  const lists = await createImageLists(o.imageDir, o, log);
+  for (const c of lists.classes) {
+    log.info(`Class "${c.label}": ${c.training.length} training, ${c.validation.length} validation, ${c.testing.length} testing images`);
+  }
+  return lists;
 }

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { plainImageBatches } from '../image/batches.js';
-import { loadClassifier } from '../label_image.js';
+import { loadClassifier } from './load.js';
 
 export function folderBytes(dir: string): number {
   return fs.readdirSync(dir).reduce((sum, f) => sum + fs.statSync(path.join(dir, f)).size, 0);

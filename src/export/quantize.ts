@@ -6,14 +6,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { getFloat16, setFloat16 } from '@petamoriken/float16';
-import { UsageError } from '../errors.js';
 import { concatBytes, weightSlices } from '../module/io.js';
 
 export type QuantizeBytes = 1 | 2;
-
-export function validateQuantizeBytes(n: number | undefined): void {
-  if (n !== undefined && n !== 1 && n !== 2) throw new UsageError(`--quantize_bytes ${n} must be 1 (uint8) or 2 (float16)`);
-}
 
 /**
  * uint8 as the converter's quantization.py does: the range is widened to include 0

@@ -4,8 +4,10 @@
  */
 import { RetrainError } from '../errors.js';
 import type { FeatureExtractor, ModuleInfo } from '../module/index.js';
+import type { HeadValues } from '../train/index.js';
 import { writeAtomic } from '../util/fsutil.js';
-import { appendHeadToGraph, type ExportOptions, type HeadValues } from './index.js';
+import { appendHeadToGraph } from './graph.js';
+import type { ExportOptions } from './tfjs.js';
 import { artifactsToGraphDef, encodeGraphDef, writeSavedModel, type ServingSignature } from './tfgraph.js';
 import { unfuseForTensorFlow } from './unfuse.js';
 
@@ -27,13 +29,13 @@ export function checkTensorFlowExport(info: ModuleInfo, o: { outputGraph: string
 
 /** The module with retrain.py's head on top as a TensorFlow GraphDef, and its serving signature. */
 async function retrainedGraphDef(ex: FeatureExtractor, head: HeadValues, opts: ExportOptions): Promise<{ graphDef: Record<string, unknown>; sig: ServingSignature }> {
-  if (ex.info.format !== 'graph-model' || !ex.files) {
+  if (ex.kind !== 'graph') {
     throw new RetrainError(`a ${ex.info.format} module cannot be written as a TensorFlow graph: use a graph-model module`);
   }
   const { artifacts, inputName } = appendHeadToGraph(
     ex.files.artifacts,
     ex.info.bottleneckTensor,
-    ex.bottleneckRank ?? 2,
+    ex.bottleneckRank,
     head,
     opts.labels.length,
     opts.finalTensorName,

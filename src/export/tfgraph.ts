@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { RetrainError, errorMessage } from '../errors.js';
 import { writeAtomic } from '../util/fsutil.js';
 import { concatBytes } from '../module/io.js';
-import { reachable } from './nodes.js';
+import { reachable, type GraphNode } from './nodes.js';
 
 /** Where the TensorFlow schema lives: protos/ at the package root (dist/src/export → ../../..). */
 export const TF_PROTO_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../protos/tensorflow.proto');
@@ -170,16 +170,9 @@ export function graphDefToArtifacts(bytes: Uint8Array, where: string): tf.io.Mod
   return { modelTopology: topology, format: 'graph-model', generatedBy: 'TensorFlow GraphDef', weightSpecs, weightData: concatBytes(parts) };
 }
 
-interface JsonNode {
-  name: string;
-  op: string;
-  input?: string[];
-  attr?: Record<string, any>;
-  [k: string]: unknown;
-}
 
 /** The Const tensor TensorFlow needs for a TF.js weight, with the dtype the node declares. */
-async function tensorProtoFor(node: JsonNode, w: tf.Tensor): Promise<Record<string, unknown>> {
+async function tensorProtoFor(node: GraphNode, w: tf.Tensor): Promise<Record<string, unknown>> {
   const declared = node.attr?.['value']?.tensor ?? {};
   const dtype = dtypeNumber(declared.dtype ?? node.attr?.['dtype']?.type ?? 'DT_FLOAT');
   const tensorShape = { dim: w.shape.map((d) => ({ size: d })) };
@@ -207,13 +200,13 @@ async function tensorProtoFor(node: JsonNode, w: tf.Tensor): Promise<Record<stri
 
 /** GraphDef (protobuf JSON form, Consts filled in) for TF.js graph-model artifacts. */
 export async function artifactsToGraphDef(artifacts: tf.io.ModelArtifacts): Promise<Record<string, unknown>> {
-  const topology = artifacts.modelTopology as { node: JsonNode[]; versions?: unknown; library?: { function?: unknown[] } };
+  const topology = artifacts.modelTopology as { node: GraphNode[]; versions?: unknown; library?: { function?: unknown[] } };
   if ((topology.library?.function?.length ?? 0) > 0) {
     throw new RetrainError('the module graph has TensorFlow functions (control flow), which the .pb writer does not support: write a TF.js folder instead');
   }
   const weights = tf.io.decodeWeights(artifacts.weightData!, artifacts.weightSpecs ?? []);
   try {
-    const node: JsonNode[] = [];
+    const node: GraphNode[] = [];
     for (const n of topology.node) {
       if (n.op !== 'Const') {
         node.push(n);
@@ -282,7 +275,7 @@ export async function writeSavedModel(dir: string, graphDef: Record<string, unkn
  * The ops `output` needs that TF.js's graph executor has no kernel mapping for. The
  * executor would only fail at the first one at run time; this names them all up front.
  */
-export function unsupportedOps(model: tf.GraphModel, topology: { node: JsonNode[] }, output: string): string[] {
+export function unsupportedOps(model: tf.GraphModel, topology: { node: GraphNode[] }, output: string): string[] {
   // GraphModel keeps its parsed graph private; a mapped node without a category has no op mapper.
   const mapped = (model as unknown as { executor?: { graph?: { nodes?: Record<string, { op: string; category?: string }> } } }).executor?.graph?.nodes;
   if (!mapped) return [];

@@ -6,14 +6,7 @@
  * consumers and signatures still find it.
  */
 import { RetrainError } from '../errors.js';
-
-export interface GraphNode {
-  name: string;
-  op: string;
-  input?: string[];
-  attr?: Record<string, any>;
-  [k: string]: unknown;
-}
+import type { GraphNode } from './nodes.js';
 
 const BASE: Record<string, { op: string; attrs: string[] }> = {
   _FusedConv2D: { op: 'Conv2D', attrs: ['T', 'strides', 'padding', 'explicit_paddings', 'data_format', 'dilations', 'use_cudnn_on_gpu'] },

@@ -11,10 +11,12 @@
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { FeatureExtractor } from '../module/index.js';
-import { makeRng, type Head, type LabeledSet } from '../train/index.js';
+import type { FeatureExtractor, LayersExtractor } from '../module/index.js';
+import type { LabeledSet } from '../bottleneck/sets.js';
+import { makeRng, type Head } from '../train/index.js';
 import { classWeights, headLoss, makeOptimizer, type ClassWeighting, type OptimizerName } from '../train/options.js';
 import type { ImageBatchSource } from '../image/batches.js';
+import { throwIfInterrupted, yieldToEventLoop } from '../util/abort.js';
 
 export interface FineTuneOptions {
   /** Layers with weights, counted down from the bottleneck. */
@@ -29,6 +31,8 @@ export interface FineTuneOptions {
   classWeighting?: ClassWeighting;
   /** Training images for each step. */
   batches: ImageBatchSource;
+  /** Checked at every step (Ctrl-C): fine-tuning stops with an InterruptedError. */
+  signal?: AbortSignal;
   log: Logger;
 }
 
@@ -37,16 +41,6 @@ export interface FineTuneResult {
   /** Trainable values unfrozen in the module. */
   parameters: number;
   history: Array<{ step: number; crossEntropy: number }>;
-}
-
-export function validateFineTuneOptions(o: { layers: number; steps: number; learningRate: number; batchSize: number }): void {
-  if (!Number.isInteger(o.layers) || o.layers < 0) throw new UsageError(`--fine_tune_layers ${o.layers} must be 0 (off) or a whole number above 0`);
-  if (o.layers === 0) return;
-  if (!Number.isInteger(o.steps) || o.steps <= 0) throw new UsageError(`--fine_tune_steps ${o.steps} must be a whole number above 0`);
-  if (!Number.isInteger(o.batchSize) || o.batchSize <= 0) throw new UsageError(`--fine_tune_batch_size ${o.batchSize} must be a whole number above 0`);
-  if (!(o.learningRate > 0) || !Number.isFinite(o.learningRate)) {
-    throw new UsageError(`--fine_tune_learning_rate ${o.learningRate} must be a number above 0`);
-  }
 }
 
 type Sym = tf.SymbolicTensor;
@@ -60,16 +54,23 @@ interface Split {
   variables: tf.Variable[];
 }
 
-export function splitModule(ex: FeatureExtractor, n: number): Split {
-  const model = ex.layersModel;
-  if (!model) {
+/** The module's layers with weights, the ones --fine_tune_layers counts; refuses what cannot be fine-tuned. */
+export function fineTunableLayers(ex: FeatureExtractor, n: number): tf.layers.Layer[] {
+  if (ex.kind !== 'layers') {
     throw new UsageError(
       `--fine_tune_layers works with layers-model modules only; ${ex.info.spec} is a ${ex.info.format}: ` +
         'use a layers-model version of the module (e.g. tfjs-models MobileNet) or drop --fine_tune_layers',
     );
   }
-  const weighted = model.layers.filter((l) => l.weights.length > 0);
+  // Nested models are flattened when the module loads (module/flatten.ts), so inner layers count.
+  const weighted = ex.model.layers.filter((l) => l.weights.length > 0);
   if (n > weighted.length) throw new UsageError(`--fine_tune_layers ${n} is more than the ${weighted.length} layers with weights in module ${ex.info.spec}`);
+  return weighted;
+}
+
+export function splitModule(ex: FeatureExtractor, n: number): Split {
+  const weighted = fineTunableLayers(ex, n);
+  const model = (ex as LayersExtractor).model;
   const top = weighted.slice(-n);
   const region = model.layers.slice(model.layers.indexOf(top[0]!)).filter((l) => l.getClassName() !== 'InputLayer');
   const produced = new Set<number>(region.map((l) => (l.output as Sym).id));
@@ -215,12 +216,19 @@ export async function fineTune(ex: FeatureExtractor, head: Head, training: Label
   if (trainBackend !== mainBackend) {
     log.info(`Fine-tuning: the ${mainBackend} backend has no convolution gradients; the frozen layers run on ${mainBackend}, the unfrozen top on ${trainBackend}`);
   }
+  // A step is long and synchronous: between its parts, let a Ctrl-C handler run and honour it.
+  const checkpoint = async (step: number) => {
+    if (!o.signal) return;
+    await yieldToEventLoop();
+    throwIfInterrupted(o.signal, `interrupted at fine-tuning step ${step}: the model was not exported; the bottleneck cache is kept`);
+  };
   try {
     for (let step = 0; step < o.steps; step++) {
       const rows = Array.from({ length: o.batchSize }, () => pick(training.y.length));
       const x = await o.batches(rows.map((r) => training.files[r]!), step);
       const y = tf.tensor1d(rows.map((r) => training.y[r]!), 'int32');
       const frontier = tf.tidy(() => frozenPart(split, x));
+      await checkpoint(step);
       let cost: number;
       await tf.setBackend(trainBackend);
       try {
@@ -232,6 +240,7 @@ export async function fineTune(ex: FeatureExtractor, head: Head, training: Label
         await tf.setBackend(mainBackend);
       }
       tf.dispose([x, y, ...frontier]);
+      await checkpoint(step);
       if (step % o.evalStepInterval === 0 || step + 1 === o.steps) {
         history.push({ step, crossEntropy: cost });
         log.info(`Fine-tune step ${step}: Cross entropy = ${cost.toFixed(6)}`);
@@ -245,10 +254,14 @@ export async function fineTune(ex: FeatureExtractor, head: Head, training: Label
 }
 
 /** Bottlenecks of a set through the (fine-tuned) module, in memory: the disk cache holds the original module's. */
-export async function recomputeBottlenecks(ex: FeatureExtractor, set: LabeledSet, batches: ImageBatchSource, batchSize: number): Promise<LabeledSet> {
+export async function recomputeBottlenecks(ex: FeatureExtractor, set: LabeledSet, batches: ImageBatchSource, batchSize: number, signal?: AbortSignal): Promise<LabeledSet> {
   const size = ex.info.bottleneckSize;
   const x = new Float32Array(set.y.length * size);
   for (let i = 0; i < set.files.length; i += batchSize) {
+    if (signal) {
+      await yieldToEventLoop();
+      throwIfInterrupted(signal, 'interrupted after fine-tuning: the model was not exported; the bottleneck cache is kept');
+    }
     const files = set.files.slice(i, i + batchSize);
     const input = await batches(files, 0);
     const out = ex.extract(input);

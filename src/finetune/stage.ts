@@ -1,15 +1,19 @@
-/** The fine-tuning stage of a retrain run, kept out of retrain.ts so the orchestration stays short. */
+/** The fine-tuning step of a retrain run. */
+import * as tf from '@tensorflow/tfjs';
+import type { LabeledSet, LabeledSets } from '../bottleneck/sets.js';
+import { distortedImageBatches, plainImageBatches, type ImageBatchSource } from '../image/batches.js';
+import { distortionsOn, type DistortionSettings } from '../image/distort.js';
 import type { Logger } from '../log.js';
 import type { FeatureExtractor } from '../module/index.js';
-import { measure, type Head, type LabeledSet } from '../train/index.js';
+import { measure, type Head } from '../train/index.js';
 import type { ClassWeighting, OptimizerName } from '../train/options.js';
-import * as tf from '@tensorflow/tfjs';
-import { plainImageBatches, type ImageBatchSource } from '../image/batches.js';
 import { fineTune, recomputeBottlenecks } from './index.js';
 
-export interface FineTuneStageOptions {
+/** What the fine-tuning step reads of the run's options (the flags of the same names). */
+export interface FineTuneStageOptions extends DistortionSettings {
   fineTuneLayers: number;
   fineTuneSteps: number;
+  /** Resolved: --fine_tune_learning_rate, or a tenth of --learning_rate. */
   fineTuneLearningRate: number;
   fineTuneBatchSize: number;
   evalStepInterval: number;
@@ -18,6 +22,7 @@ export interface FineTuneStageOptions {
   labelSmoothing: number;
   classWeighting: ClassWeighting;
   bottleneckBatchSize: number;
+  signal?: AbortSignal;
 }
 
 export interface FineTuneSummary {
@@ -32,19 +37,21 @@ export interface FineTuneSummary {
 }
 
 /**
- * Fine-tunes, then recomputes the validation and test bottlenecks through the
- * updated module (the cached ones describe the module before fine-tuning).
- * `trainingBatches` is where distorted batches plug in; evaluation always uses plain images.
+ * Step "fine-tune the module" (--fine_tune_layers): unfreezes the module's top
+ * layers and trains them with the head on images — freshly distorted ones when a
+ * distortion flag is on, as retrain.py's distorted training — then recomputes the
+ * validation and test bottlenecks through the updated module (the cached ones
+ * describe the module before fine-tuning). Evaluation always uses plain images.
  */
 export async function fineTuneStage(
   ex: FeatureExtractor,
   head: Head,
-  sets: { training: LabeledSet; validation: LabeledSet; testing: LabeledSet },
+  sets: LabeledSets,
   o: FineTuneStageOptions,
   log: Logger,
-  trainingBatches: ImageBatchSource = plainImageBatches(ex.inputSpec),
 ): Promise<{ testing: LabeledSet; summary: FineTuneSummary }> {
   const plain = plainImageBatches(ex.inputSpec);
+  const trainingBatches: ImageBatchSource = distortionsOn(o) ? distortedImageBatches(ex.inputSpec, o, o.seed) : plain;
   const accuracy = (set: LabeledSet): number | null => {
     if (set.y.length === 0) return null;
     const size = ex.info.bottleneckSize;
@@ -66,13 +73,14 @@ export async function fineTuneStage(
     labelSmoothing: o.labelSmoothing,
     classWeighting: o.classWeighting,
     batches: trainingBatches,
+    signal: o.signal,
     log,
   });
-  const validation = await recomputeBottlenecks(ex, sets.validation, plain, o.bottleneckBatchSize);
+  const validation = await recomputeBottlenecks(ex, sets.validation, plain, o.bottleneckBatchSize, o.signal);
   const after = accuracy(validation);
   const pct = (v: number | null) => (v === null ? 'n/a' : `${(v * 100).toFixed(1)}%`);
   log.info(`Fine-tuning: validation accuracy ${pct(before)} before, ${pct(after)} after (N=${validation.y.length})`);
-  const testing = await recomputeBottlenecks(ex, sets.testing, plain, o.bottleneckBatchSize);
+  const testing = await recomputeBottlenecks(ex, sets.testing, plain, o.bottleneckBatchSize, o.signal);
   return {
     testing,
     summary: {

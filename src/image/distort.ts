@@ -5,7 +5,6 @@
  */
 import { createHash } from 'node:crypto';
 import seedrandom from 'seedrandom';
-import { UsageError } from '../errors.js';
 import { resizeWindow, type InputSpec, type RgbImage, type Window } from './index.js';
 
 /** The distortion flags, as percentages (retrain.py's units). */
@@ -21,19 +20,6 @@ export const NO_DISTORTIONS: DistortionSettings = { flipLeftRight: false, random
 /** retrain.py's `should_distort_images`. */
 export function distortionsOn(s: DistortionSettings): boolean {
   return s.flipLeftRight || s.randomCrop !== 0 || s.randomScale !== 0 || s.randomBrightness !== 0;
-}
-
-export function validateDistortions(s: DistortionSettings): void {
-  for (const [flag, v] of [
-    ['--random_crop', s.randomCrop],
-    ['--random_scale', s.randomScale],
-  ] as const) {
-    if (!Number.isFinite(v) || v < 0) throw new UsageError(`${flag} ${v} must be a percentage of 0 or more`);
-  }
-  // Above 100 the lower brightness bound would turn pixels negative.
-  if (!Number.isFinite(s.randomBrightness) || s.randomBrightness < 0 || s.randomBrightness > 100) {
-    throw new UsageError(`--random_brightness ${s.randomBrightness} must be a percentage from 0 to 100`);
-  }
 }
 
 /** A random source in [0, 1); seeded, so the same seed and stream give the same draws. */

@@ -13,6 +13,7 @@ import { rangeToMeanStd, type InputSpec } from '../image/index.js';
 import { activeBackend } from '../backend.js';
 import { modelFormat, modelJsonPathOf, readModelFiles, type LoadedModelFiles } from './io.js';
 import { downloadModule, isModuleUrl } from './download.js';
+import { flattenTopology } from './flatten.js';
 import { declaredVectorSize, layersForward, type FusedMode } from './fused.js';
 
 export const DEFAULT_MODULE =
@@ -40,23 +41,42 @@ export interface ModuleInfo {
   bottleneckSize: number;
 }
 
-export interface FeatureExtractor {
+/** What every engine gives: image batch in, bottleneck batch out. */
+interface ExtractorBase {
   info: ModuleInfo;
   inputSpec: InputSpec;
   /** [N, H, W, 3] in the module's range → [N, bottleneckSize]. */
   extract(batch: tf.Tensor4D): tf.Tensor2D;
   dispose(): void;
-  /** The loaded files, for export. */
-  files?: LoadedModelFiles;
-  /** Layers modules: the model cut at the bottleneck layer. */
-  layersModel?: tf.LayersModel;
-  /** Graph modules: the bottleneck's rank (2, or 4 for [N,1,1,D]). */
-  bottleneckRank?: number;
-  /** Layers modules: whether inference runs with fused conv+bias+ReLU kernels. */
-  fused?: boolean;
-  /** Layers modules: checks the fused kernels against the plain model now; returns `fused`. */
-  verifyFused?(): boolean;
 }
+
+/** A TF.js layers model: exportable as layers, and fine-tunable. */
+export interface LayersExtractor extends ExtractorBase {
+  kind: 'layers';
+  files: LoadedModelFiles;
+  /** The model cut at the bottleneck layer, nested models flattened. */
+  model: tf.LayersModel;
+  /** Whether inference runs with fused conv+bias+ReLU kernels. */
+  readonly fused: boolean;
+  /** Checks the fused kernels against the plain model now; returns `fused`. */
+  verifyFused(): boolean;
+}
+
+/** A TF.js graph model: exportable as a graph, a frozen .pb or a SavedModel. */
+export interface GraphExtractor extends ExtractorBase {
+  kind: 'graph';
+  files: LoadedModelFiles;
+  /** The bottleneck's rank: 2, or 4 for [N,1,1,D]. */
+  bottleneckRank: number;
+}
+
+/** A TensorFlow SavedModel run by native TensorFlow: bottlenecks only. */
+export interface SavedModelExtractor extends ExtractorBase {
+  kind: 'saved-model';
+}
+
+/** The loaded module; export and fine-tuning choose by `kind`. */
+export type FeatureExtractor = LayersExtractor | GraphExtractor | SavedModelExtractor;
 
 export interface ModuleOptions {
   spec: string;
@@ -185,7 +205,8 @@ export async function loadFeatureExtractor(opts: ModuleOptions): Promise<Feature
   if (format === 'layers-model') {
     let model: tf.LayersModel;
     try {
-      model = await tf.loadLayersModel(tf.io.fromMemory(files.artifacts));
+      const flat = flattenTopology(files.artifacts.modelTopology);
+      model = await tf.loadLayersModel(tf.io.fromMemory(flat ? { ...files.artifacts, modelTopology: flat } : files.artifacts));
     } catch (err) {
       return loadErr(err);
     }
@@ -205,12 +226,13 @@ export async function loadFeatureExtractor(opts: ModuleOptions): Promise<Feature
     const size = declaredVectorSize(cut, layerName) ?? probe(run, h, w)[1]!;
     const info = makeInfo(opts, resolved, files, format, h, w, range, layerName, size);
     return {
+      kind: 'layers',
       info,
       inputSpec: { height: h, width: w, ...rangeToMeanStd(range) },
       extract: (x) => tf.tidy(() => run(x)),
       dispose: () => model.dispose(),
       files,
-      layersModel: cut,
+      model: cut,
       get fused() {
         return lf.fused;
       },
@@ -244,6 +266,7 @@ export async function loadFeatureExtractor(opts: ModuleOptions): Promise<Feature
   }
   const info = makeInfo(opts, resolved, files, format, h, w, range, node, shape[1]!);
   return {
+    kind: 'graph',
     info,
     inputSpec: { height: h, width: w, ...rangeToMeanStd(range) },
     extract: (x) => tf.tidy(() => run(x)),
@@ -296,6 +319,7 @@ async function loadSavedModel(dir: string, opts: ModuleOptions): Promise<Feature
   const shape = probe(run, h, w);
   const id = createHash('sha256').update(fs.readFileSync(path.join(dir, 'saved_model.pb'))).update(JSON.stringify({ range, h, w })).digest('hex');
   return {
+    kind: 'saved-model',
     info: {
       spec: opts.spec,
       name: `${moduleName(opts.spec, dir)}-${id.slice(0, 8)}`,
@@ -312,4 +336,65 @@ async function loadSavedModel(dir: string, opts: ModuleOptions): Promise<Feature
     extract: (x) => tf.tidy(() => run(x)),
     dispose: () => {},
   };
+}
+
+/** The module as the run summary records it. */
+export interface ModuleSection {
+  spec: string;
+  name: string;
+  id: string;
+  format: string;
+  path: string;
+  input_size: [number, number];
+  input_range: [number, number];
+  bottleneck_tensor: string;
+  bottleneck_size: number;
+}
+
+export function moduleSection(info: ModuleInfo): ModuleSection {
+  return {
+    spec: info.spec,
+    name: info.name,
+    id: info.id,
+    format: info.format,
+    path: info.path,
+    input_size: [info.inputHeight, info.inputWidth],
+    input_range: info.inputRange,
+    bottleneck_tensor: info.bottleneckTensor,
+    bottleneck_size: info.bottleneckSize,
+  };
+}
+
+/** What the module step reads of the run's options (the flags of the same names). */
+export interface LoadModuleOptions {
+  tfhubModule: string;
+  moduleCacheDir: string;
+  bottleneckLayer?: string;
+  inputRange?: [number, number];
+  inputHeight?: number;
+  inputWidth?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Step "load the module": resolves --tfhub_module (downloading a URL into the cache
+ * once), loads it and logs how it will be fed and what it gives.
+ */
+export async function loadModule(o: LoadModuleOptions, log: Logger): Promise<FeatureExtractor> {
+  const extractor = await loadFeatureExtractor({
+    spec: o.tfhubModule,
+    cacheDir: o.moduleCacheDir,
+    bottleneckLayer: o.bottleneckLayer,
+    inputRange: o.inputRange,
+    inputHeight: o.inputHeight,
+    inputWidth: o.inputWidth,
+    signal: o.signal,
+    log,
+  });
+  const { info } = extractor;
+  log.info(
+    `Module ${info.spec}: ${info.format}, input ${info.inputHeight}x${info.inputWidth} in [${info.inputRange.join(', ')}], ` +
+      `bottleneck ${info.bottleneckTensor} (${info.bottleneckSize} values)`,
+  );
+  return extractor;
 }

@@ -21,8 +21,8 @@ const THUMB = 112;
 export interface ReportInput {
   summary: RunSummary;
   labels: string[];
-  /** The run's options, shown under their flag names. */
-  flags: Record<string, unknown>;
+  /** The run's flags as a user types them; `given` marks the ones that differ from the default. */
+  flags: Array<{ flag: string; value: string; given: boolean }>;
 }
 
 export interface ReportFiles {
@@ -34,8 +34,9 @@ export interface ReportFiles {
 const pct = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : `${(v * 100).toFixed(1)}%`);
 const num = (v: number | null) => (v === null ? '' : v.toFixed(4));
 
-function flagName(key: string): string {
-  return '--' + key.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
+/** A value as a POSIX shell would need it typed. */
+function shellQuote(v: string): string {
+  return /^[A-Za-z0-9_./,:=+-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`;
 }
 
 async function thumbnail(file: string): Promise<string | null> {
@@ -153,9 +154,9 @@ export async function buildReportHtml(input: ReportInput): Promise<{ html: strin
     ['bottlenecks', `${s.bottlenecks.computed} computed, ${s.bottlenecks.cached} cached, ${failed.length} failed`],
   ];
   const timings = Object.entries(s.timings_s).map(([k, v]) => [k, `${v.toFixed(2)} s`] as [string, string]);
-  const flags = Object.entries(input.flags)
-    .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => [flagName(k), Array.isArray(v) ? v.join(',') : String(v)] as [string, string]);
+  const given = input.flags.filter((f) => f.given);
+  const commandLine = ['retrain', ...given.map((f) => (f.value === '' ? f.flag : `${f.flag} ${shellQuote(f.value)}`))].join(' ');
+  const flags = input.flags.map((f) => [f.flag, f.value === '' ? 'on' : f.value] as [string, string]);
 
   const t = s.test;
   const headline = `Test accuracy <b>${pct(t?.accuracy)}</b> on ${t?.n ?? 0} images; final train accuracy ${pct(s.training?.final_train_accuracy)}, validation accuracy ${pct(s.training?.final_validation_accuracy)} after ${s.training?.steps ?? 0} steps.`;
@@ -183,6 +184,7 @@ ${kv(runRows, 'run')}
 <h3>Timings</h3>
 ${kv(timings, 'timings')}
 <h3>Flags</h3>
+<p>As given: <code id="command-line">${escapeHtml(commandLine)}</code></p>
 ${kv(flags, 'flags')}
 </body></html>
 `;

@@ -1,85 +1,27 @@
-/** The `summary` stage: the machine-readable record of a run (--summary_json). */
+/**
+ * The `summary` stage: the machine-readable record of a run (--summary_json),
+ * assembled from the sections the steps return.
+ */
+import type { BottleneckSection } from '../bottleneck/index.js';
+import type { SplitSection } from '../dataset/index.js';
+import type { ExportSection, OutputsSection } from '../export/stage.js';
 import type { FineTuneSummary } from '../finetune/stage.js';
-import { CATEGORIES, type ImageLists } from '../dataset/index.js';
-import type { FailedImage } from '../bottleneck/index.js';
-import type { ModuleInfo } from '../module/index.js';
-import type { EvalPoint, Prediction } from '../train/index.js';
+import type { ModuleSection } from '../module/index.js';
+import type { TestSection, TrainingSection } from '../train/stage.js';
 import { writeAtomic } from '../util/fsutil.js';
 
-export interface RunSummary {
-  module: {
-    spec: string;
-    name: string;
-    id: string;
-    format: string;
-    path: string;
-    input_size: [number, number];
-    input_range: [number, number];
-    bottleneck_tensor: string;
-    bottleneck_size: number;
-  } | null;
+export interface RunSummary extends SplitSection {
+  module: ModuleSection | null;
   backend: string;
-  classes: Record<string, string>;
-  split: Record<string, Record<string, string[]>>;
-  bottlenecks: { computed: number; cached: number; failed: FailedImage[] };
+  bottlenecks: BottleneckSection;
   timings_s: Record<string, number>;
-  training?: {
-    steps: number;
-    final_train_accuracy: number;
-    final_validation_accuracy: number | null;
-    cross_entropy: number;
-    history: EvalPoint[];
-    /** --early_stopping_patience: the evaluation whose head was kept. */
-    best_step?: number;
-    stopped_early?: boolean;
-  };
+  training?: TrainingSection;
   /** --fine_tune_layers. */
   fine_tune?: FineTuneSummary;
   /** --quantize_bytes: the export's size and its accuracy on the test images, loaded back with plain tfjs. */
-  export?: { quantize_bytes: number | null; bytes: number; test_accuracy: number | null };
-  test?: {
-    accuracy: number | null;
-    n: number;
-    predictions: Array<{ file: string; true_label: string; predicted_label: string; score: number }>;
-  };
-  outputs?: {
-    output_graph: string;
-    output_labels: string;
-    intermediate: string[];
-  };
-}
-
-export function moduleSummary(info: ModuleInfo): RunSummary['module'] {
-  return {
-    spec: info.spec,
-    name: info.name,
-    id: info.id,
-    format: info.format,
-    path: info.path,
-    input_size: [info.inputHeight, info.inputWidth],
-    input_range: info.inputRange,
-    bottleneck_tensor: info.bottleneckTensor,
-    bottleneck_size: info.bottleneckSize,
-  };
-}
-
-export function splitSummary(lists: ImageLists): Pick<RunSummary, 'classes' | 'split'> {
-  const classes: Record<string, string> = {};
-  const split: RunSummary['split'] = { training: {}, validation: {}, testing: {} };
-  for (const c of lists.classes) {
-    classes[c.label] = c.dir;
-    for (const cat of CATEGORIES) split[cat]![c.label] = [...c[cat]];
-  }
-  return { classes, split };
-}
-
-export function predictionSummary(predictions: Prediction[], labels: string[]): NonNullable<RunSummary['test']>['predictions'] {
-  return predictions.map((p) => ({
-    file: p.file,
-    true_label: labels[p.trueIndex]!,
-    predicted_label: labels[p.predictedIndex]!,
-    score: p.score,
-  }));
+  export?: ExportSection;
+  test?: TestSection;
+  outputs?: OutputsSection;
 }
 
 export async function writeSummary(file: string, summary: RunSummary): Promise<void> {

@@ -8,17 +8,11 @@ import seedrandom from 'seedrandom';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { throwIfInterrupted, yieldToEventLoop } from '../util/abort.js';
+import type { LabeledSet } from '../bottleneck/sets.js';
 import { sgdStep } from './step.js';
-import { EarlyStopping, classWeights, headLoss, makeOptimizer, validateHeadTrainingOptions, type HeadTrainingOptions } from './options.js';
+import { EarlyStopping, classWeights, headLoss, makeOptimizer, type HeadTrainingOptions } from './options.js';
 
-/** Bottlenecks of one category as a dense matrix, with their class indices. */
-export interface LabeledSet {
-  /** N x size, row-major. */
-  x: Float32Array;
-  y: Int32Array;
-  /** Image paths, row by row. */
-  files: string[];
-}
+export type { LabeledSet } from '../bottleneck/sets.js';
 
 export interface TrainOptions extends HeadTrainingOptions {
   steps: number;
@@ -130,24 +124,6 @@ export class Head {
   }
 }
 
-export function validateTrainOptions(o: Omit<TrainOptions, 'log'>): void {
-  const positive: Array<[string, number]> = [
-    ['--how_many_training_steps', o.steps],
-    ['--train_batch_size', o.trainBatchSize],
-    ['--eval_step_interval', o.evalStepInterval],
-  ];
-  for (const [flag, v] of positive) {
-    if (!Number.isInteger(v) || v <= 0) throw new UsageError(`${flag} ${v} must be a whole number above 0`);
-  }
-  if (!Number.isInteger(o.validationBatchSize) || (o.validationBatchSize <= 0 && o.validationBatchSize !== -1)) {
-    throw new UsageError(`--validation_batch_size ${o.validationBatchSize} must be above 0, or -1 for the whole set`);
-  }
-  if (!(o.learningRate > 0) || !Number.isFinite(o.learningRate)) {
-    throw new UsageError(`--learning_rate ${o.learningRate} must be a number above 0`);
-  }
-  validateHeadTrainingOptions(o);
-}
-
 /** Deterministic random integers in [0, n) from --seed. */
 export function makeRng(seed: number, stream: string): (n: number) => number {
   const rng = seedrandom(`${seed}:${stream}`);
@@ -194,7 +170,6 @@ export interface TrainResult {
 }
 
 export async function trainHead(training: LabeledSet, validation: LabeledSet, classCount: number, bottleneckSize: number, opts: TrainOptions): Promise<TrainResult> {
-  validateTrainOptions(opts);
   if (training.y.length === 0) throw new UsageError('no training images: lower --testing_percentage or --validation_percentage, or add images');
   const log = opts.log;
   const head = new Head(bottleneckSize, classCount, opts.seed, opts.hiddenUnits ?? 0, opts.dropout ?? 0);

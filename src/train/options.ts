@@ -4,7 +4,6 @@
  * retrain.py exactly, so trainHead only consults this file.
  */
 import * as tf from '@tensorflow/tfjs';
-import { UsageError } from '../errors.js';
 
 export const OPTIMIZERS = ['sgd', 'momentum', 'adam'] as const;
 export type OptimizerName = (typeof OPTIMIZERS)[number];
@@ -34,23 +33,6 @@ export function makeOptimizer(name: OptimizerName, learningRate: number): tf.Opt
     case 'adam':
       return tf.train.adam(learningRate);
   }
-}
-
-export function validateHeadTrainingOptions(o: HeadTrainingOptions): void {
-  if (o.optimizer !== undefined && !OPTIMIZERS.includes(o.optimizer)) {
-    throw new UsageError(`--optimizer ${o.optimizer} is not one of ${OPTIMIZERS.join(', ')}`);
-  }
-  if (o.classWeighting !== undefined && !CLASS_WEIGHTINGS.includes(o.classWeighting)) {
-    throw new UsageError(`--class_weighting ${o.classWeighting} is not one of ${CLASS_WEIGHTINGS.join(', ')}`);
-  }
-  const h = o.hiddenUnits ?? 0;
-  if (!Number.isInteger(h) || h < 0) throw new UsageError(`--hidden_units ${h} must be 0 (no hidden layer) or a whole number above 0`);
-  const d = o.dropout ?? 0;
-  if (!(d >= 0 && d < 1)) throw new UsageError(`--dropout ${d} must be at least 0 and below 1`);
-  const s = o.labelSmoothing ?? 0;
-  if (!(s >= 0 && s < 1)) throw new UsageError(`--label_smoothing ${s} must be at least 0 and below 1`);
-  const p = o.earlyStoppingPatience ?? 0;
-  if (!Number.isInteger(p) || p < 0) throw new UsageError(`--early_stopping_patience ${p} must be 0 (off) or a whole number above 0`);
 }
 
 /**

@@ -1,0 +1,116 @@
+/**
+ * Reading back what the export stage wrote (or any TF.js classifier, or a frozen
+ * TensorFlow graph) as a classifier: label-image and the export check both use it,
+ * so an image gets the same scores in both.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { RetrainError, UsageError, errorMessage } from '../errors.js';
+import type { InputSpec } from '../image/index.js';
+import { modelFormat, modelJsonPathOf, readModelFiles, type LoadedModelFiles } from '../module/io.js';
+import { readLabels, type RetrainMetadata } from './metadata.js';
+import { graphDefToArtifacts, readGraphFile, unsupportedOps } from './tfgraph.js';
+
+/** Where the model is and how to feed it: label_image.py's flags; unset ones come from the model. */
+export interface ClassifierOptions {
+  graph: string;
+  labels?: string;
+  inputLayer?: string;
+  outputLayer?: string;
+  inputHeight?: number;
+  inputWidth?: number;
+  inputMean?: number;
+  inputStd?: number;
+}
+
+export interface Classifier {
+  labels: string[] | undefined;
+  spec: InputSpec;
+  metadata: RetrainMetadata | undefined;
+  /** [N,H,W,3] normalised input → [N, classes] probabilities. */
+  run(x: tf.Tensor4D): tf.Tensor2D;
+  dispose(): void;
+}
+
+/** label_image.py's defaults, for models that carry no metadata. */
+const LABEL_IMAGE_DEFAULTS = { inputMean: 0, inputStd: 255, inputSize: 299 };
+
+export async function loadClassifier(opts: ClassifierOptions): Promise<Classifier> {
+  const jsonPath = modelJsonPathOf(opts.graph);
+  if (!fs.existsSync(jsonPath)) {
+    throw new UsageError(`--graph ${opts.graph} does not exist: give the folder (or model.json) that retrain wrote to --output_graph`);
+  }
+  const files = isFrozenGraph(jsonPath) ? readFrozenGraph(jsonPath) : readModelFiles(jsonPath);
+  const meta = (files.json.userDefinedMetadata as { retrain?: RetrainMetadata } | undefined)?.retrain;
+  const format = modelFormat(files.json);
+  let run: (x: tf.Tensor4D) => tf.Tensor2D;
+  let modelSize: [number | undefined, number | undefined];
+  let dispose: () => void;
+  try {
+    if (format === 'layers-model') {
+      const full = await tf.loadLayersModel(tf.io.fromMemory(files.artifacts));
+      let model = full;
+      if (opts.outputLayer && opts.outputLayer !== full.layers[full.layers.length - 1]!.name) {
+        model = tf.model({ inputs: full.inputs, outputs: layerOutput(full, opts.outputLayer) });
+      }
+      const s = full.inputs[0]!.shape;
+      modelSize = [s[1] ?? undefined, s[2] ?? undefined];
+      run = (x) => model.predict(x) as tf.Tensor2D;
+      dispose = () => full.dispose();
+    } else {
+      const model = await tf.loadGraphModel(tf.io.fromMemory(files.artifacts));
+      const input = opts.inputLayer ?? meta?.inputName ?? model.inputs[0]!.name;
+      const output = opts.outputLayer ?? meta?.outputName ?? model.outputs[0]!.name;
+      const nodes = (files.json.modelTopology as { node: Array<{ name: string }> }).node;
+      for (const [flag, name] of [['--input_layer', input], ['--output_layer', output]] as const) {
+        if (!nodes.some((n) => n.name === name)) throw new UsageError(`${flag} ${name} is not a node of ${jsonPath}`);
+      }
+      const s = model.inputs.find((i) => i.name === input)?.shape ?? [];
+      modelSize = [s[1] !== undefined && s[1] > 0 ? s[1] : undefined, s[2] !== undefined && s[2] > 0 ? s[2] : undefined];
+      const missing = unsupportedOps(model, files.json.modelTopology as { node: [] }, output);
+      if (missing.length > 0) {
+        model.dispose();
+        throw new RetrainError(`--graph ${jsonPath} uses TensorFlow ops that TF.js cannot run: ${missing.join(', ')}`);
+      }
+      run = (x) => model.execute({ [input]: x }, output) as tf.Tensor2D;
+      dispose = () => model.dispose();
+    }
+  } catch (err) {
+    if (err instanceof RetrainError) throw err;
+    throw new RetrainError(`cannot load --graph ${jsonPath}: ${errorMessage(err).split('\n')[0]}`, 1, { cause: err });
+  }
+  const height = opts.inputHeight ?? meta?.inputHeight ?? modelSize[0] ?? LABEL_IMAGE_DEFAULTS.inputSize;
+  const width = opts.inputWidth ?? meta?.inputWidth ?? modelSize[1] ?? LABEL_IMAGE_DEFAULTS.inputSize;
+  const spec: InputSpec = {
+    height,
+    width,
+    mean: opts.inputMean ?? meta?.inputMean ?? LABEL_IMAGE_DEFAULTS.inputMean,
+    std: opts.inputStd ?? meta?.inputStd ?? LABEL_IMAGE_DEFAULTS.inputStd,
+  };
+  if (!(spec.std !== 0 && Number.isFinite(spec.std))) throw new UsageError(`--input_std ${spec.std} must be a non-zero number`);
+  // The stored labels name final_result's classes, not another --output_layer's values.
+  const ownOutput = !opts.outputLayer || opts.outputLayer === meta?.outputName;
+  const labels = opts.labels ? readLabels(opts.labels) : ownOutput ? meta?.labels : undefined;
+  return { labels, spec, metadata: meta, run, dispose };
+}
+
+function isFrozenGraph(file: string): boolean {
+  return /\.pb(\.gz)?$/.test(file);
+}
+
+/** A frozen GraphDef (retrain.py's output_graph.pb, or this tool's) in the shape of a TF.js model folder. */
+function readFrozenGraph(file: string): LoadedModelFiles {
+  const artifacts = graphDefToArtifacts(readGraphFile(file), file);
+  const json = { format: 'graph-model', modelTopology: artifacts.modelTopology, weightsManifest: [{ paths: [], weights: artifacts.weightSpecs! }] };
+  return { dir: path.dirname(file), json: json as LoadedModelFiles['json'], jsonText: '', artifacts };
+}
+
+function layerOutput(model: tf.LayersModel, name: string): tf.SymbolicTensor {
+  try {
+    return model.getLayer(name).output as tf.SymbolicTensor;
+  } catch {
+    throw new UsageError(`--output_layer ${name} is not a layer of the model`);
+  }
+}
+

@@ -1,0 +1,60 @@
+/** What an exported model carries besides weights: retrain's metadata and the labels file. */
+import fs from 'node:fs';
+import { RetrainError } from '../errors.js';
+import { rangeToMeanStd } from '../image/index.js';
+import type { FeatureExtractor, ModuleInfo } from '../module/index.js';
+import { writeAtomic } from '../util/fsutil.js';
+
+/** What a consumer (label-image, a browser app) needs to feed the model; stored in model.json. */
+export interface RetrainMetadata {
+  version: 1;
+  inputName: string;
+  outputName: string;
+  inputHeight: number;
+  inputWidth: number;
+  inputRange: [number, number];
+  /** `(pixel - inputMean) / inputStd` gives inputRange. */
+  inputMean: number;
+  inputStd: number;
+  labels: string[];
+  module: Pick<ModuleInfo, 'spec' | 'name' | 'id' | 'format' | 'bottleneckTensor' | 'bottleneckSize'>;
+}
+
+export async function writeLabels(file: string, labels: string[]): Promise<void> {
+  await writeAtomic(file, labels.join('\n') + '\n');
+}
+
+export function readLabels(file: string): string[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new RetrainError(`cannot read --labels ${file}: ${(err as Error).message}`);
+  }
+  return text.split(/\r?\n/).filter((l, i, all) => l !== '' || i < all.length - 1);
+}
+
+export function metadataFor(ex: FeatureExtractor, labels: string[], inputName: string, outputName: string): RetrainMetadata {
+  const { info } = ex;
+  const { mean, std } = rangeToMeanStd(info.inputRange);
+  return {
+    version: 1,
+    inputName,
+    outputName,
+    inputHeight: info.inputHeight,
+    inputWidth: info.inputWidth,
+    inputRange: info.inputRange,
+    inputMean: mean,
+    inputStd: std,
+    labels,
+    module: {
+      spec: info.spec,
+      name: info.name,
+      id: info.id,
+      format: info.format,
+      bottleneckTensor: info.bottleneckTensor,
+      bottleneckSize: info.bottleneckSize,
+    },
+  };
+}
+

@@ -1,0 +1,50 @@
+/**
+ * label-image's flags: label_image.py's names and defaults, then ours. The one place
+ * each is defined; `LabelImageOptions` and the commander options come from here.
+ */
+import { BACKENDS } from '../backend.js';
+import { above0, bool, choice, custom, filePath, float, int, string, validateOptions, defaultsOf, type OptionsOf } from './table.js';
+import { expandHome } from '../util/fsutil.js';
+
+export const LABEL_IMAGE_GROUPS = {
+  model: 'Model:',
+  input: 'Images and input:',
+  output: 'Output:',
+  runtime: 'Runtime:',
+} as const;
+const G = LABEL_IMAGE_GROUPS;
+
+export const LABEL_IMAGE_FLAGS = {
+  graph: filePath({ group: G.model, arg: '<path>', required: 'give the model folder retrain wrote to --output_graph', help: "the model folder (or its model.json) retrain wrote to --output_graph, or a frozen TensorFlow graph (.pb, .pb.gz) such as retrain.py's output_graph.pb" }),
+  labels: filePath({ group: G.model, arg: '<file>', help: 'labels file, one per line (default: the labels stored in the model)' }),
+  inputLayer: string({ group: G.model, arg: '<name>', help: 'input node (graph models; default: from the model)' }),
+  outputLayer: string({ group: G.model, arg: '<name>', help: 'output node or layer (default: from the model)' }),
+  image: custom({
+    group: G.input,
+    type: 'list',
+    arg: '<files...>',
+    required: 'give one or more image files or folders',
+    parse: (t: string): string[] => [expandHome(t)],
+    format: (v: string[]) => v.join(' '),
+    help: 'one or more image files, or folders of images',
+  }),
+  inputHeight: int({ group: G.input, check: above0, help: "input height (default: the model's, else 299)" }),
+  inputWidth: int({ group: G.input, check: above0, help: "input width (default: the model's, else 299)" }),
+  inputMean: float({ group: G.input, help: 'input = (pixel - mean) / std (default: from the model, else 0)' }),
+  inputStd: float({ group: G.input, check: (v) => (v !== 0 ? undefined : 'must be a non-zero number'), help: 'input = (pixel - mean) / std (default: from the model, else 255)' }),
+  topK: int({ group: G.output, default: 5, check: above0, help: 'how many classes to print per image' }),
+  json: bool({ group: G.output, help: 'print one JSON document instead of lines' }),
+  backend: choice(BACKENDS, { group: G.runtime, default: 'auto', help: 'compute backend' }),
+  verbose: bool({ group: G.runtime, help: 'show stack traces on errors' }),
+};
+
+export type LabelImageOptions = OptionsOf<typeof LABEL_IMAGE_FLAGS>;
+
+export function defaultLabelImageOptions(): LabelImageOptions {
+  return defaultsOf(LABEL_IMAGE_FLAGS);
+}
+
+/** Checks every value once; a problem is a UsageError naming the flag. */
+export function validateLabelImageOptions(o: LabelImageOptions): LabelImageOptions {
+  return validateOptions(LABEL_IMAGE_FLAGS, o);
+}

@@ -1,0 +1,159 @@
+/**
+ * retrain's flags: the one place where each is defined. retrain.py's names and
+ * defaults, then ours. `RetrainOptions` (what runRetrain takes), the commander
+ * options, --help's groups and the report's flags table all come from here.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { BACKENDS } from '../backend.js';
+import { DEFAULT_MODULE, parseRange } from '../module/index.js';
+import { defaultModuleCacheDir } from '../module/download.js';
+import { CLASS_WEIGHTINGS, OPTIMIZERS } from '../train/options.js';
+import {
+  above0,
+  allOrAbove0,
+  bool,
+  choice,
+  custom,
+  defaultsOf,
+  filePath,
+  float,
+  fraction,
+  int,
+  percentage,
+  positiveRate,
+  string,
+  validateOptions,
+  zeroOrMore,
+  type CrossCheck,
+  type OptionsOf,
+} from './table.js';
+
+/** --help headings, in the order a user thinks of a run. */
+export const RETRAIN_GROUPS = {
+  images: 'Images and split:',
+  module: 'Module:',
+  bottlenecks: 'Bottlenecks:',
+  training: 'Training:',
+  distortions: 'Distortions:',
+  fineTuning: 'Fine-tuning:',
+  outputs: 'Outputs:',
+  runtime: 'Runtime:',
+} as const;
+const G = RETRAIN_GROUPS;
+
+const tmp = (name: string) => () => path.join(os.tmpdir(), name);
+
+/** Enough distinct views per image for a 4000-step run, at 10x the plain bottleneck cost, paid once (docs/benchmarks.md). */
+export const DEFAULT_DISTORTION_VARIANTS = 10;
+
+/** Largest batch we accept: beyond it a batch's tensor would not fit a typed array of float32 bottlenecks. */
+const MAX_BATCH = 1_000_000;
+const batchSize = (v: number) => above0(v) ?? (v > MAX_BATCH ? `is too large: use at most ${MAX_BATCH}` : undefined);
+
+export const RETRAIN_FLAGS = {
+  // Images and split
+  imageDir: filePath({ group: G.images, arg: '<dir>', required: 'point it at a folder with one subfolder of images per class', help: 'folder with one subfolder of images per class' }),
+  testingPercentage: float({ group: G.images, arg: '<p>', default: 10, check: percentage, help: 'percentage of images used as a test set' }),
+  validationPercentage: float({ group: G.images, arg: '<p>', default: 10, check: percentage, help: 'percentage of images used as a validation set' }),
+  strict: bool({ group: G.images, help: 'stop at the first unusable image instead of skipping it' }),
+
+  // Module
+  tfhubModule: string({ group: G.module, arg: '<url-or-path>', default: DEFAULT_MODULE, help: 'TF Hub/Kaggle URL of a TF.js image feature-vector model, or a local model folder or model.json' }),
+  moduleCacheDir: filePath({ group: G.module, arg: '<dir>', default: defaultModuleCacheDir, help: 'where downloaded modules are cached ($TFHUB_CACHE_DIR)' }),
+  bottleneckLayer: string({ group: G.module, arg: '<name>', help: 'layer (layers model) or node (graph model) that gives the feature vector' }),
+  inputRange: custom({ group: G.module, arg: '<min,max>', parse: (t: string) => parseRange(t), format: (r: [number, number]) => r.join(','), help: "the module's input value range, when its metadata does not say (e.g. 0,1 or -1,1)" }),
+  inputHeight: int({ group: G.module, check: above0, help: 'input height, for modules with a dynamic input size' }),
+  inputWidth: int({ group: G.module, check: above0, help: 'input width, for modules with a dynamic input size' }),
+
+  // Bottlenecks
+  bottleneckDir: filePath({ group: G.bottlenecks, arg: '<dir>', default: tmp('bottleneck'), help: 'where to cache bottleneck files' }),
+  bottlenecksOnly: bool({ group: G.bottlenecks, help: 'stop after computing and caching the bottlenecks' }),
+  bottleneckBatchSize: int({ group: G.bottlenecks, default: 4, check: batchSize, help: 'images per inference call when computing bottlenecks' }),
+  numWorkers: int({ group: G.bottlenecks, check: zeroOrMore('the module runs on the main thread'), help: 'threads that compute bottlenecks (0: the main thread; default: one per core)' }),
+  shardIndex: int({ group: G.bottlenecks, arg: '<i>', default: 0, help: 'with --bottlenecks_only: compute only the images of shard i (0 to --shard_count - 1)' }),
+  shardCount: int({ group: G.bottlenecks, default: 1, check: (v) => (Number.isInteger(v) && v >= 1 ? undefined : 'must be a whole number of at least 1'), help: 'with --bottlenecks_only: split the images into n shards for several processes or machines' }),
+
+  // Training
+  howManyTrainingSteps: int({ group: G.training, default: 4000, check: above0, help: 'training steps' }),
+  learningRate: float({ group: G.training, default: 0.01, check: positiveRate, help: 'learning rate' }),
+  trainBatchSize: int({ group: G.training, default: 100, check: batchSize, help: 'images per training step' }),
+  evalStepInterval: int({ group: G.training, default: 10, check: above0, help: 'evaluate every n steps' }),
+  validationBatchSize: int({ group: G.training, default: 100, check: (v) => allOrAbove0(v) ?? (v > MAX_BATCH ? `is too large: use at most ${MAX_BATCH}, or -1` : undefined), help: 'validation images per evaluation (-1: all)' }),
+  testBatchSize: int({ group: G.training, default: -1, check: allOrAbove0, help: 'test images for the final test (-1: all)' }),
+  printMisclassifiedTestImages: bool({ group: G.training, help: 'list the misclassified test images' }),
+  seed: int({ group: G.training, default: 0, help: 'random seed: the same seed gives the same results' }),
+  optimizer: choice(OPTIMIZERS, { group: G.training, default: 'sgd', help: 'optimizer of the head (and of fine-tuning)' }),
+  hiddenUnits: int({ group: G.training, default: 0, check: zeroOrMore('no hidden layer'), help: 'add a ReLU hidden layer of n units before final_result (0: none)' }),
+  dropout: float({ group: G.training, arg: '<rate>', default: 0, check: fraction, help: "dropout rate on the head's inputs while training" }),
+  labelSmoothing: float({ group: G.training, default: 0, check: fraction, help: 'label smoothing of the cross entropy (0: none)' }),
+  classWeighting: choice(CLASS_WEIGHTINGS, { group: G.training, arg: '<mode>', default: 'none', help: 'weight the loss so every class counts equally (balanced)' }),
+  earlyStoppingPatience: int({ group: G.training, arg: '<k>', default: 0, check: zeroOrMore('off'), help: 'stop when validation accuracy has not improved for k evaluations and keep the best head (0: off)' }),
+
+  // Distortions
+  flipLeftRight: bool({ group: G.distortions, help: 'randomly mirror half of the training images horizontally' }),
+  randomCrop: float({ group: G.distortions, arg: '<p>', default: 0, check: (v) => (v >= 0 ? undefined : 'must be a percentage of 0 or more'), help: 'percentage margin to crop training images by at random' }),
+  randomScale: float({ group: G.distortions, arg: '<p>', default: 0, check: (v) => (v >= 0 ? undefined : 'must be a percentage of 0 or more'), help: 'percentage to randomly enlarge training images by' }),
+  // Above 100 the lower brightness bound would turn pixels negative.
+  randomBrightness: float({ group: G.distortions, arg: '<p>', default: 0, check: (v) => (v >= 0 && v <= 100 ? undefined : 'must be a percentage from 0 to 100'), help: 'percentage to randomly multiply training pixel values up or down by' }),
+  distortionVariants: int({ group: G.distortions, arg: '<k>', default: DEFAULT_DISTORTION_VARIANTS, check: zeroOrMore('fresh distortions each step'), help: 'with distortions: distorted copies per training image, cached once (0: fresh ones every step, as retrain.py)' }),
+
+  // Fine-tuning
+  fineTuneLayers: int({ group: G.fineTuning, default: 0, check: zeroOrMore('off'), help: 'after training the head, unfreeze the top n layers (with weights) of a layers-model module and train end to end on images (0: off)' }),
+  fineTuneSteps: int({ group: G.fineTuning, default: 100, check: above0, help: 'fine-tuning steps' }),
+  fineTuneLearningRate: float({ group: G.fineTuning, check: positiveRate, help: 'fine-tuning learning rate (default: a tenth of --learning_rate)' }),
+  fineTuneBatchSize: int({ group: G.fineTuning, default: 16, check: batchSize, help: 'images per fine-tuning step' }),
+
+  // Outputs
+  outputGraph: filePath({ group: G.outputs, arg: '<dir>', default: tmp('output_graph'), help: 'where to save the trained model: a folder for TF.js, or a .pb file for a frozen TensorFlow graph (graph-model modules)' }),
+  outputLabels: filePath({ group: G.outputs, arg: '<file>', default: tmp('output_labels.txt'), help: "where to save the trained model's labels" }),
+  finalTensorName: string({ group: G.outputs, arg: '<name>', default: 'final_result', check: (v) => (v && !/[\s/:^]/.test(v) ? undefined : "must be a plain name without spaces, '/' or ':'"), help: 'name of the output classification layer' }),
+  intermediateOutputGraphsDir: filePath({ group: G.outputs, arg: '<dir>', default: tmp('intermediate_graph'), help: 'where to save the intermediate models' }),
+  intermediateStoreFrequency: int({ group: G.outputs, default: 0, check: zeroOrMore('off'), help: 'save an intermediate model every n steps (0: never)' }),
+  savedModelDir: filePath({ group: G.outputs, arg: '<dir>', help: 'also write a TensorFlow SavedModel for TF Serving here (graph-model modules)' }),
+  quantizeBytes: int({ group: G.outputs, check: (v) => (v === 1 || v === 2 ? undefined : 'must be 1 (uint8) or 2 (float16)'), help: 'store the exported weights as uint8 (1) or float16 (2)' }),
+  summaryJson: filePath({ group: G.outputs, arg: '<file>', help: 'write a JSON summary of the run for scripts' }),
+  summariesDir: filePath({ group: G.outputs, arg: '<dir>', default: tmp('retrain_logs'), help: 'where to save TensorBoard summaries (train/ and validation/)' }),
+  reportDir: filePath({ group: G.outputs, arg: '<dir>', help: 'where to write report.html and its CSVs (default: the folder holding --output_graph)' }),
+
+  // Runtime
+  backend: choice(BACKENDS, { group: G.runtime, default: 'auto', help: 'compute backend' }),
+  verbose: bool({ group: G.runtime, help: 'show stack traces on errors' }),
+};
+
+/** Rules over several flags; each value on its own is checked by its entry above. */
+const RETRAIN_RULES: ReadonlyArray<CrossCheck<RetrainFlags>> = [
+  (o) =>
+    o.testingPercentage + o.validationPercentage > 100
+      ? `--testing_percentage ${o.testingPercentage} plus --validation_percentage ${o.validationPercentage} is over 100: lower one of them`
+      : undefined,
+  (o) =>
+    Number.isInteger(o.shardIndex) && o.shardIndex >= 0 && o.shardIndex < o.shardCount
+      ? undefined
+      : `--shard_index ${o.shardIndex} must be a whole number from 0 to --shard_count - 1 (${o.shardCount - 1})`,
+  (o) =>
+    o.shardCount > 1 && !o.bottlenecksOnly
+      ? `--shard_count ${o.shardCount} computes only part of the bottlenecks: add --bottlenecks_only, then train in a run without the shard flags`
+      : undefined,
+];
+
+export type RetrainFlags = OptionsOf<typeof RETRAIN_FLAGS>;
+
+/** What runRetrain takes: every flag's value, plus what only a caller can give. */
+export interface RetrainOptions extends RetrainFlags {
+  /** Aborting it (the CLI does on Ctrl-C and SIGTERM) stops the run with an InterruptedError; finished cache files are kept. */
+  signal?: AbortSignal;
+}
+
+/** Every flag at its default; --image_dir has none and must be set. */
+export function defaultRetrainOptions(): RetrainOptions {
+  return defaultsOf(RETRAIN_FLAGS);
+}
+
+/** Checks every value once; a problem is a UsageError naming the flag. */
+export function validateRetrainOptions(o: RetrainOptions): RetrainOptions {
+  return validateOptions(RETRAIN_FLAGS, o, RETRAIN_RULES);
+}
+
+/** --fine_tune_learning_rate, or a tenth of --learning_rate when unset. */
+export const fineTuneRate = (o: Pick<RetrainOptions, 'fineTuneLearningRate' | 'learningRate'>): number => o.fineTuneLearningRate ?? o.learningRate / 10;
