@@ -101,7 +101,7 @@ test('createImageLists: usage errors for bad folders and percentages', async () 
   await assert.rejects(createImageLists(file, split, log), (e: Error) => e instanceof UsageError && /is a file/.test(e.message));
   const check = (testingPercentage: number, validationPercentage: number) =>
     validateRetrainOptions({ ...defaultRetrainOptions(), imageDir: dir, testingPercentage, validationPercentage });
-  assert.throws(() => check(-1, 10), /--testing_percentage -1 must be between 0 and 100/);
+  assert.throws(() => check(-1, 10), /--testing_percentage -1 is out of range: give a percentage from 0 to 100/);
   assert.throws(() => check(10, 101), /--validation_percentage 101/);
   assert.throws(() => check(60, 50), (e: Error) => e instanceof UsageError && /over 100/.test(e.message));
 });

@@ -73,6 +73,16 @@ test('headLoss: label smoothing and class weights follow their formulas', async 
   assert.ok(Math.abs(weighted - (3 * ce(logp[0]!, [1, 0, 0]) + 0.5 * ce(logp[1]!, [0, 1, 0])) / 2) < 1e-5);
 });
 
+test('headLoss: with label smoothing its gradient is (softmax - smoothed target) / N, as optimizers see it', async () => {
+  await useCpuBackend();
+  const logits = tf.tensor2d([[2, 0, -1], [0.5, 1.5, 0]]);
+  const y = tf.tensor1d([0, 1], 'int32');
+  const grad = tf.grad((l: tf.Tensor) => headLoss(l as tf.Tensor2D, y, 3, 0.3))(logits).arraySync() as number[][];
+  const p = tf.softmax(logits).arraySync();
+  const target = [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1]];
+  grad.forEach((row, i) => row.forEach((g, k) => assert.ok(Math.abs(g - (p[i]![k]! - target[i]![k]!) / 2) < 1e-6, `[${i},${k}] ${g}`)));
+});
+
 test('options are checked with one clear line each', () => {
   const bad: Array<[object, RegExp]> = [
     [{ optimizer: 'rmsprop' }, /--optimizer rmsprop is not one of sgd, momentum, adam/],

@@ -2,6 +2,7 @@
 import cliProgress from 'cli-progress';
 import { CommanderError, InvalidArgumentError, type Command } from 'commander';
 import { RetrainError, errorMessage } from '../errors.js';
+import { wholeNumber } from '../flags/table.js';
 import type { Logger } from '../log.js';
 
 /** retrain.py's `INFO:tensorflow:` style, under our own name; a progress bar only on a TTY. */
@@ -62,19 +63,14 @@ export function stderrLogger(name: string, stream: NodeJS.WriteStream = process.
   };
 }
 
+/** A whole-number option for scripts outside the flag tables (bench/): the tables' own parser. */
 export function intArg(flag: string) {
   return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isInteger(n)) throw new InvalidArgumentError(`${flag} needs a whole number, got "${v}"`);
-    return n;
-  };
-}
-
-export function floatArg(flag: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${flag} needs a number, got "${v}"`);
-    return n;
+    try {
+      return wholeNumber(v);
+    } catch (err) {
+      throw new InvalidArgumentError(`${flag} ${errorMessage(err)}`);
+    }
   };
 }
 

@@ -46,7 +46,7 @@ export function flagName(key: string): string {
 
 type Spec<T> = { help: string; group: string; arg?: string; default?: T | (() => T); required?: string; check?: (v: T) => string | undefined };
 
-function wholeNumber(text: string): number {
+export function wholeNumber(text: string): number {
   const n = Number(text);
   if (text.trim() === '' || !Number.isInteger(n)) throw new Error(`needs a whole number, got "${text}"`);
   return n;
@@ -173,7 +173,7 @@ export const allOrAbove0 = (v: number): string | undefined =>
 /** A fraction in [0, 1). */
 export const fraction = (v: number): string | undefined => (v >= 0 && v < 1 ? undefined : 'must be at least 0 and below 1');
 /** A percentage in [0, 100]. */
-export const percentage = (v: number): string | undefined => (v >= 0 && v <= 100 ? undefined : 'must be between 0 and 100');
+export const percentage = (v: number): string | undefined => (v >= 0 && v <= 100 ? undefined : 'is out of range: give a percentage from 0 to 100');
 /** A rate that float32 can hold: above 0 and finite as float32. */
 export const positiveRate = (v: number): string | undefined =>
   v > 0 && Number.isFinite(Math.fround(v)) ? undefined : 'must be a number above 0 (and below 3.4e38, the float32 maximum)';

@@ -27,10 +27,6 @@ export function rangeToMeanStd(range: readonly [number, number]): { mean: number
   return { mean: -min * std, std };
 }
 
-export function meanStdToRange(mean: number, std: number): [number, number] {
-  return [(0 - mean) / std, (255 - mean) / std];
-}
-
 /**
  * Decodes any image sharp reads into upright 8-bit sRGB: EXIF orientation applied,
  * CMYK/grey/palette converted, alpha dropped, 16-bit reduced to 8-bit.
