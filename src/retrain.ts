@@ -16,6 +16,7 @@ import { distortedVariants, freshDistortions } from './bottleneck/distorted.js';
 import { NO_DISTORTIONS, distortionsOn, validateDistortions, type DistortionSettings } from './image/distort.js';
 import type { Logger } from './log.js';
 import { loadFeatureExtractor } from './module/index.js';
+import { checkModuleSpec } from './module/catalog.js';
 import { moduleSummary, predictionSummary, splitSummary, writeSummary, type RunSummary } from './summary/index.js';
 import { throwIfInterrupted } from './util/abort.js';
 import { predictSet, trainHead, validateTrainOptions, type LabeledSet } from './train/index.js';
@@ -134,6 +135,7 @@ export const DEFAULT_DISTORTION_VARIANTS = 10;
 
 function validate(o: RetrainOptions): void {
   if (!o.imageDir) throw new UsageError('--image_dir is required: point it at a folder with one subfolder of images per class');
+  checkModuleSpec(o.tfhubModule);
   validateSplit(o);
   validateTrainOptions(headTrainingOptions(o));
   validateFineTuneOptions({ layers: o.fineTuneLayers, steps: o.fineTuneSteps, learningRate: fineTuneRate(o), batchSize: o.fineTuneBatchSize });

@@ -7,6 +7,7 @@ import { defaultRetrainOptions, runRetrain, type RetrainOptions } from '../retra
 import { expandHome } from '../util/fsutil.js';
 import { CLASS_WEIGHTINGS, OPTIMIZERS, type ClassWeighting, type OptimizerName } from '../train/options.js';
 import type { QuantizeBytes } from '../export/quantize.js';
+import { printModuleList } from './list_modules.js';
 import { configureCommand, floatArg, intArg, onInterrupt, runMain, stderrLogger } from './common.js';
 
 const d = defaultRetrainOptions();
@@ -30,7 +31,8 @@ export function retrainCommand(): Command {
     .option('--print_misclassified_test_images', 'list the misclassified test images', false)
     .option('--bottleneck_dir <dir>', 'where to cache bottleneck files', d.bottleneckDir)
     .option('--final_tensor_name <name>', 'name of the output classification layer', d.finalTensorName)
-    .option('--tfhub_module <url-or-path>', 'TF Hub/Kaggle URL of a TF.js image feature-vector model, or a local model folder or model.json', DEFAULT_MODULE)
+    .option('--tfhub_module <name-url-or-path>', 'module name (see --list_modules), TF Hub/Kaggle URL of a TF.js image feature-vector model, or a local model folder or model.json', DEFAULT_MODULE)
+    .option('--list_modules', 'print the module names --tfhub_module takes, which is built in and which are downloaded, and exit', false)
     .option('--module_cache_dir <dir>', 'where downloaded modules are cached ($TFHUB_CACHE_DIR)', defaultModuleCacheDir())
     .option('--bottleneck_layer <name>', 'layer (layers model) or node (graph model) that gives the feature vector')
     .option('--input_range <min,max>', "the module's input value range, when its metadata does not say (e.g. 0,1 or -1,1)")
@@ -139,6 +141,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   const interrupt = onInterrupt();
   await runMain('retrain', () => argv.includes('--verbose'), async () => {
     cmd.parse(argv);
+    if (cmd.opts()['list_modules']) return printModuleList(expandHome(String(cmd.opts()['module_cache_dir'])), DEFAULT_MODULE);
     await runRetrain({ ...optionsFromFlags(cmd.opts()), signal: interrupt.signal }, log);
     return 0;
   });
