@@ -11,7 +11,7 @@ import path from 'node:path';
 import { RetrainError, UsageError } from '../src/errors.js';
 import { MemoryLogger } from '../src/log.js';
 import { BUILTIN_MODELS_DIR } from '../src/module/builtin.js';
-import { BUILTIN_MODULE, CATALOG, catalogEntry, closestModuleNames, listModules, resolveNamedModule } from '../src/module/catalog.js';
+import { BUILTIN_MODULE, CATALOG, catalogEntry, closestModuleNames, listModules, resolveNamedModule, type NamedModuleOptions } from '../src/module/catalog.js';
 import { cacheEntryDir } from '../src/module/download.js';
 import { DEFAULT_MODULE, loadFeatureExtractor } from '../src/module/index.js';
 import { createImageLists } from '../src/dataset/index.js';
@@ -98,9 +98,9 @@ test('module names: an unknown short name exits 2 with one line naming the close
   // Paths and URLs are never taken for names.
   const log = new MemoryLogger();
   for (const spec of ['./nothere', 'nothere/model.json', 'model.json', 'https://example.com/m']) {
-    assert.equal(resolveNamedModule({ spec, log }).spec, spec);
+    assert.equal(resolveNamedModule<NamedModuleOptions>({ spec, log }).spec, spec);
   }
-  assert.throws(() => resolveNamedModule({ spec: 'nothere', log }), UsageError);
+  assert.throws(() => resolveNamedModule<NamedModuleOptions>({ spec: 'nothere', log }), UsageError);
 });
 
 test('module names: an existing folder of a catalog name stays the local module', () => {
@@ -109,7 +109,7 @@ test('module names: an existing folder of a catalog name stays the local module'
   try {
     process.chdir(dir);
     makeGraphModel(path.join(dir, 'mobilenet_v2_100_224'));
-    const r = resolveNamedModule({ spec: 'mobilenet_v2_100_224', log: new MemoryLogger() });
+    const r = resolveNamedModule<NamedModuleOptions>({ spec: 'mobilenet_v2_100_224', log: new MemoryLogger() });
     assert.equal(r.spec, 'mobilenet_v2_100_224');
     assert.equal(r.inputRange, undefined);
   } finally {
@@ -143,7 +143,7 @@ test('--list_modules prints the catalog: which is built in (the default) and whi
 test('the built-in module is found from the package and is the default', () => {
   assert.equal(DEFAULT_MODULE, BUILTIN_MODULE);
   assert.equal(fs.realpathSync(BUILTIN_MODELS_DIR), fs.realpathSync(path.join(REPO_ROOT, 'models')));
-  const r = resolveNamedModule({ spec: BUILTIN_MODULE, log: new MemoryLogger() });
+  const r = resolveNamedModule<NamedModuleOptions>({ spec: BUILTIN_MODULE, log: new MemoryLogger() });
   assert.equal(r.spec, BUILTIN_DIR);
   assert.deepEqual([r.inputHeight, r.inputWidth, r.inputRange], [224, 224, [0, 1]]);
 });
@@ -182,7 +182,7 @@ test('a damaged built-in module (one byte of a shard changed) stops the run with
   fs.rmSync(shard);
   const models = path.join(pkg, 'models');
   assert.throws(
-    () => resolveNamedModule({ spec: BUILTIN_MODULE, log: new MemoryLogger() }, models),
+    () => resolveNamedModule<NamedModuleOptions>({ spec: BUILTIN_MODULE, log: new MemoryLogger() }, models),
     (e: Error) => e instanceof RetrainError && !(e instanceof UsageError) && /built-in module .* is incomplete: cannot read .*group1-shard2of3\.bin/.test(e.message),
   );
 });
