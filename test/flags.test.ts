@@ -1,5 +1,7 @@
 /** The flag tables: one entry per flag gives the commander option, the default, the check and --help's group. */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { test } from 'node:test';
 import { optionsFromCommand } from '../src/cli/flags.js';
 import { labelImageCommand } from '../src/cli/label_image.js';
@@ -8,7 +10,7 @@ import { UsageError } from '../src/errors.js';
 import { LABEL_IMAGE_FLAGS } from '../src/flags/label_image.js';
 import { RETRAIN_FLAGS, RETRAIN_GROUPS, defaultRetrainOptions, validateRetrainOptions } from '../src/flags/retrain.js';
 import { describeFlags, flagName } from '../src/flags/table.js';
-import { runCli } from './helpers/fixtures.js';
+import { REPO_ROOT, runCli } from './helpers/fixtures.js';
 
 test('every retrain flag comes from the table, with its default, and parses back to typed options', () => {
   const cmd = retrainCommand();
@@ -81,4 +83,11 @@ test('describeFlags: the values as typed, and which were given', () => {
   assert.deepEqual(row('--learning_rate'), { flag: '--learning_rate', value: '0.01', given: false });
   assert.equal(row('--strict'), undefined, 'an unset boolean is not listed');
   assert.equal(row('--saved_model_dir'), undefined, 'an unset optional flag is not listed');
+});
+
+test("README's flag list names every flag of both tables, so it cannot drift from --help", () => {
+  const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('## Every flag'));
+  const missing = [...Object.keys(RETRAIN_FLAGS), ...Object.keys(LABEL_IMAGE_FLAGS)].map(flagName).filter((f) => !new RegExp(`${f}\\b`).test(section));
+  assert.deepEqual(missing, []);
 });

@@ -2,7 +2,9 @@
 import { Command } from 'commander';
 import { RETRAIN_FLAGS } from '../flags/retrain.js';
 import { runRetrain } from '../retrain.js';
+import { DEFAULT_MODULE } from '../module/index.js';
 import { addFlags, optionsFromCommand } from './flags.js';
+import { printModuleList } from './list_modules.js';
 import { configureCommand, onInterrupt, runMain, stderrLogger } from './common.js';
 
 export function retrainCommand(): Command {
@@ -18,7 +20,9 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   const interrupt = onInterrupt();
   await runMain('retrain', () => argv.includes('--verbose'), async () => {
     cmd.parse(argv);
-    await runRetrain({ ...optionsFromCommand(cmd, RETRAIN_FLAGS), signal: interrupt.signal }, log);
+    const o = optionsFromCommand(cmd, RETRAIN_FLAGS);
+    if (o.listModules) return printModuleList(o.moduleCacheDir, DEFAULT_MODULE);
+    await runRetrain({ ...o, signal: interrupt.signal }, log);
     return 0;
   });
   interrupt.dispose();

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { BACKENDS } from '../backend.js';
 import { DEFAULT_MODULE, parseRange } from '../module/index.js';
+import { moduleNameProblem } from '../module/catalog.js';
 import { defaultModuleCacheDir } from '../module/download.js';
 import { CLASS_WEIGHTINGS, OPTIMIZERS } from '../train/options.js';
 import {
@@ -59,7 +60,8 @@ export const RETRAIN_FLAGS = {
   strict: bool({ group: G.images, help: 'stop at the first unusable image instead of skipping it' }),
 
   // Module
-  tfhubModule: string({ group: G.module, arg: '<url-or-path>', default: DEFAULT_MODULE, help: 'TF Hub/Kaggle URL of a TF.js image feature-vector model, or a local model folder or model.json' }),
+  tfhubModule: string({ group: G.module, arg: '<name-url-or-path>', default: DEFAULT_MODULE, check: moduleNameProblem, help: 'module name (see --list_modules), TF Hub/Kaggle URL of a TF.js image feature-vector model, or a local model folder or model.json' }),
+  listModules: bool({ group: G.module, help: 'print the module names --tfhub_module takes, which is built in and which are downloaded, and exit' }),
   moduleCacheDir: filePath({ group: G.module, arg: '<dir>', default: defaultModuleCacheDir, help: 'where downloaded modules are cached ($TFHUB_CACHE_DIR)' }),
   bottleneckLayer: string({ group: G.module, arg: '<name>', help: 'layer (layers model) or node (graph model) that gives the feature vector' }),
   inputRange: custom({ group: G.module, arg: '<min,max>', parse: (t: string) => parseRange(t), format: (r: [number, number]) => r.join(','), help: "the module's input value range, when its metadata does not say (e.g. 0,1 or -1,1)" }),

@@ -15,9 +15,10 @@ import { modelFormat, modelJsonPathOf, readModelFiles, type LoadedModelFiles } f
 import { downloadModule, isModuleUrl } from './download.js';
 import { flattenTopology } from './flatten.js';
 import { declaredVectorSize, layersForward, type FusedMode } from './fused.js';
+import { BUILTIN_MODULE, resolveNamedModule } from './catalog.js';
 
-export const DEFAULT_MODULE =
-  'https://tfhub.dev/google/tfjs-model/imagenet/mobilenet_v2_100_224/feature_vector/3/default/1';
+/** Shipped in the package: a run without --tfhub_module needs no network. */
+export const DEFAULT_MODULE = BUILTIN_MODULE;
 
 export type ModuleFormat = 'graph-model' | 'layers-model' | 'saved-model';
 
@@ -189,6 +190,7 @@ function toVectorBatch(t: tf.Tensor, where: string): tf.Tensor2D {
 }
 
 export async function loadFeatureExtractor(opts: ModuleOptions): Promise<FeatureExtractor> {
+  opts = resolveNamedModule(opts);
   const resolved = await resolveSpec(opts);
   if (fs.statSync(resolved).isDirectory()) return loadSavedModel(resolved, opts);
 
