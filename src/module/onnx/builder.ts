@@ -76,6 +76,11 @@ export class GraphBuilder {
   readonly initializers: TensorProto[] = [];
   private readonly names = new Set<string>();
 
+  /** Marks names an existing graph already uses. */
+  reserve(names: Iterable<string>): void {
+    for (const n of names) this.names.add(n);
+  }
+
   /** An ONNX name not used yet, derived from a TF node or layer name. */
   unique(base: string): string {
     const clean = base.replace(/:0$/, '') || 'v';

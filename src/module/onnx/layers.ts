@@ -52,7 +52,6 @@ const SIMPLE = new Set([
   'Activation',
   'Add',
   'Multiply',
-  'Subtract',
   'Maximum',
   'Minimum',
   'ZeroPadding2D',
@@ -225,10 +224,9 @@ function emitLayer(g: GraphBuilder, layer: tf.layers.Layer, xs: Value[]): Value 
       return act(x);
     case 'Add':
     case 'Multiply':
-    case 'Subtract':
     case 'Maximum':
     case 'Minimum': {
-      const op = ({ Add: 'Add', Multiply: 'Mul', Subtract: 'Sub', Maximum: 'Max', Minimum: 'Min' } as const)[cls];
+      const op = ({ Add: 'Add', Multiply: 'Mul', Maximum: 'Max', Minimum: 'Min' } as const)[cls];
       return xs.slice(1).reduce((a, b, i) => g.binary(op, a, b, i === xs.length - 2 ? base : `${base}/${i}`), x);
     }
     case 'ZeroPadding2D': {
