@@ -26,16 +26,23 @@ export async function probeMaxAbsDiff(
 ): Promise<number> {
   const n = opts.batch ?? 2;
   const [lo, hi] = opts.range ?? [-1, 1];
-  const x = tf.randomUniform([n, height, width, 3], lo, hi, 'float32', opts.seed ?? 1) as tf.Tensor4D;
-  try {
-    const ref = tf.tidy(() => tfjsExtract(x).reshape([n, -1]));
-    const want = (await ref.data()) as Float32Array;
-    ref.dispose();
-    const got = await session.run((await x.data()) as Float32Array, n, height, width);
-    return maxAbsDiff(got, want);
-  } finally {
-    x.dispose();
-  }
+  const batch = tf.tidy(() => tf.randomUniform([n, height, width, 3], lo, hi, 'float32', opts.seed ?? 1).dataSync() as Float32Array);
+  return engineMaxAbsDiff(session, tfjsExtract, batch, n, height, width);
+}
+
+/** Max abs difference between the two engines' outputs on `batch` ([n, h, w, 3]); Infinity if the shapes differ. */
+export async function engineMaxAbsDiff(
+  session: OnnxSession,
+  tfjsExtract: (x: tf.Tensor4D) => tf.Tensor,
+  batch: Float32Array,
+  n: number,
+  height: number,
+  width: number,
+): Promise<number> {
+  const ref = tf.tidy(() => tfjsExtract(tf.tensor4d(batch, [n, height, width, 3])).reshape([n, -1]));
+  const want = (await ref.data()) as Float32Array;
+  ref.dispose();
+  return maxAbsDiff(await session.run(batch, n, height, width), want);
 }
 
 export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
