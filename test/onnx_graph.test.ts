@@ -205,3 +205,13 @@ test('ops outside the covered set are named, only for nodes the bottleneck depen
     (err: unknown) => err instanceof UnsupportedOpsError && err.ops.join() === 'Cumsum,Erf,_FusedConv2D(BiasAdd,Prelu)',
   );
 });
+
+test('a Reshape that mixes images of the batch ([N*H*W, C]) is reported, not converted wrongly', () => {
+  const g = new GraphFixture();
+  const rows = g.op('Reshape', ['input', g.constOf(Int32Array.of(-1, 3), [2])]);
+  const out = g.op('Mean', [rows, g.constOf(Int32Array.of(1), [1])], { keep_dims: attr.b(false), Tidx: { type: 'DT_INT32' } });
+  assert.throws(
+    () => convertGraphArtifacts(g.artifacts(), { outputNode: out, height: H, width: W }),
+    (err: unknown) => err instanceof UnsupportedOpsError && /Reshape\(.*mixes the batch\)/.test(err.ops.join()),
+  );
+});

@@ -104,6 +104,8 @@ const cases: Record<string, (x: tf.SymbolicTensor) => tf.SymbolicTensor> = {
   'Concatenate on channels': (x) => apply(tf.layers.concatenate({ axis: -1 }), [apply(conv({ filters: 2 }), x), apply(conv({ filters: 3 }), x)]),
   'Reshape of a 4x5 map to [20, 4] then Dense': (x) =>
     apply(tf.layers.dense({ units: 3, kernelInitializer: init(), biasInitializer: init() }), apply(tf.layers.reshape({ targetShape: [20, 4] }), apply(conv({ padding: 'valid', strides: 2 }), x))),
+  'Reshape with an open size ([-1, 4]), then to [80]': (x) =>
+    apply(tf.layers.reshape({ targetShape: [80] }), apply(tf.layers.reshape({ targetShape: [-1, 4] }), apply(conv({ padding: 'valid', strides: 2 }), x))),
   'Flatten, Dense relu, Dropout, Dense softmax': (x) =>
     apply(
       tf.layers.dense({ units: 4, activation: 'softmax', kernelInitializer: init() }),

@@ -5,6 +5,7 @@
  * carries its logical (TensorFlow, NHWC) shape, so TF axes and shapes map in one place.
  */
 import onnxProto from 'onnx-proto';
+import { UnsupportedOpsError } from './errors.js';
 
 export const onnx = onnxProto.onnx;
 export type ModelProto = onnxProto.onnx.IModelProto;
@@ -329,12 +330,18 @@ export class GraphBuilder {
     return { name: this.node('Concat', vs.map((v) => v.name), base, { axis: { i: this.axis(first, a) } }), shape, nchw: first.nchw };
   }
 
-  /** TF Reshape: in NHWC order; the batch stays dynamic; a 4-D result goes back to NCHW. */
+  /** TF Reshape: in NHWC order, the batch kept as the first dimension; a 4-D result goes back to NCHW. */
   reshape(x: Value, target: number[], base: string): Value {
     const v = this.plain(x);
+    const per = v.shape.slice(1);
     const rest = target.slice(1);
-    if (rest.some((d) => d < 0)) throw new Error(`reshape ${base} to [${target.join(',')}] leaves a non-batch size open`);
-    const shape = [-1, ...rest];
+    const open = rest.filter((d) => d < 0).length;
+    if (per.some((d) => d < 0) || open > 1) throw new UnsupportedOpsError([`Reshape(${base}: sizes unknown)`]);
+    const size = per.reduce((p, d) => p * d, 1);
+    const fixed = rest.filter((d) => d >= 0).reduce((p, d) => p * d, 1);
+    const shape = [-1, ...rest.map((d) => (d < 0 ? size / fixed : d))];
+    // A reshape that moves values between images (e.g. [N*H*W, C]) has no per-image form.
+    if (shape.slice(1).reduce((p, d) => p * d, 1) !== size) throw new UnsupportedOpsError([`Reshape(${base}: mixes the batch)`]);
     const name = this.node('Reshape', [v.name, this.int64Const(`${base}/shape`, shape)], base);
     const out: Value = { name, shape, nchw: false };
     return out.shape.length === 4 ? this.nchw(out) : out;

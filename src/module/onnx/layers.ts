@@ -23,7 +23,7 @@ interface LayerConfig {
   scale?: boolean;
   poolSize?: number | number[];
   keepDims?: boolean;
-  targetShape?: number[];
+  targetShape?: Array<number | null>;
   depthMultiplier?: number;
 }
 
@@ -84,7 +84,6 @@ function unsupported(l: tf.layers.Layer): string | undefined {
   if (c.dataFormat !== undefined && c.dataFormat !== 'channelsLast') return `${cls}(dataFormat=${c.dataFormat})`;
   if (c.activation !== undefined && !(c.activation in ACTIVATIONS)) return `${cls}(activation=${c.activation})`;
   if (cls === 'ReLU' && c.maxValue != null && c.maxValue !== 6) return `ReLU(maxValue=${c.maxValue})`;
-  if (cls === 'Conv2D' && (l.getConfig() as { groups?: number }).groups !== undefined && (l.getConfig() as { groups?: number }).groups !== 1) return 'Conv2D(groups)';
   return undefined;
 }
 
@@ -246,7 +245,8 @@ function emitLayer(g: GraphBuilder, layer: tf.layers.Layer, xs: Value[]): Value 
     case 'Concatenate':
       return g.concat(xs, typeof c.axis === 'number' ? c.axis : -1, base);
     case 'Reshape':
-      return g.reshape(x, [-1, ...c.targetShape!], base);
+      // tfjs keeps an open size (-1) as null.
+      return g.reshape(x, [-1, ...c.targetShape!.map((d) => d ?? -1)], base);
     case 'Flatten':
       return g.reshape(x, [-1, x.shape.slice(1).reduce((p, d) => p * d, 1)], base);
     case 'Dense': {
