@@ -94,6 +94,10 @@ const cases: Record<string, (x: tf.SymbolicTensor) => tf.SymbolicTensor> = {
     const extremes = apply(tf.layers.add(), [apply(tf.layers.maximum(), [a, b]), apply(tf.layers.minimum(), [b, c])]);
     return apply(tf.layers.multiply(), [apply(tf.layers.add(), [a, b, c]), extremes]);
   },
+  'Rescaling (x / 127.5 - 1), Average': (x) => {
+    const scaled = apply(tf.layers.rescaling({ scale: 1 / 127.5, offset: -1 }), x);
+    return apply(tf.layers.average(), [apply(conv(), scaled), apply(conv(), scaled), apply(conv(), x)]);
+  },
   'ZeroPadding2D asymmetric': (x) => apply(conv({ padding: 'valid' }), apply(tf.layers.zeroPadding2d({ padding: [[1, 2], [0, 3]] }), x)),
   'MaxPooling2D same stride 2, AveragePooling2D same 3x3 stride 2': (x) =>
     apply(tf.layers.averagePooling2d({ poolSize: 3, strides: 2, padding: 'same' }), apply(tf.layers.maxPooling2d({ poolSize: 2, strides: 2, padding: 'same' }), apply(conv(), x))),

@@ -51,7 +51,9 @@ const SIMPLE = new Set([
   'Softmax',
   'Activation',
   'Add',
+  'Average',
   'Multiply',
+  'Rescaling',
   'Maximum',
   'Minimum',
   'ZeroPadding2D',
@@ -227,6 +229,14 @@ function emitLayer(g: GraphBuilder, layer: tf.layers.Layer, xs: Value[]): Value 
     case 'Minimum': {
       const op = ({ Add: 'Add', Multiply: 'Mul', Maximum: 'Max', Minimum: 'Min' } as const)[cls];
       return xs.slice(1).reduce((a, b, i) => g.binary(op, a, b, i === xs.length - 2 ? base : `${base}/${i}`), x);
+    }
+    case 'Average': {
+      const sum = xs.slice(1).reduce((a, b, i) => g.binary('Add', a, b, `${base}/sum${i}`), x);
+      return g.binaryConst('Mul', sum, Float32Array.of(1 / xs.length), [], false, base);
+    }
+    case 'Rescaling': {
+      const { scale, offset } = c as { scale?: number; offset?: number };
+      return g.binaryConst('Add', g.binaryConst('Mul', x, Float32Array.of(scale ?? 1), [], false, `${base}/scale`), Float32Array.of(offset ?? 0), [], false, base);
     }
     case 'ZeroPadding2D': {
       const p = c.padding as number | number[] | number[][];
