@@ -141,11 +141,11 @@ const cases: Record<string, (g: GraphFixture) => string> = {
     const x = g.op('Conv2D', ['input', g.const([1, 1, 3, 4], -6, 6)], conv([1, 1, 1, 1], 'VALID'));
     return g.op('Mul', [g.op('Mul', [x, g.op('Relu6', [g.op('AddV2', [x, g.constOf(Float32Array.of(3), [])])])]), g.constOf(Float32Array.of(1 / 6), [])]);
   },
-  'Add, AddV2, Mul, Sub with per-channel, scalar and leading constants': (g) => {
+  'Add, AddV2, Mul, Sub with per-channel, scalar, [W,C], [H,W,C] and leading constants': (g) => {
     const a = g.op('Mul', ['input', g.const([3])]);
     const b = g.op('Sub', [g.constOf(Float32Array.of(0.25), []), a]);
     const c = g.op('AddV2', [b, g.const([1, 1, 1, 3])]);
-    return g.op('Add', [g.op('Sub', [c, g.const([W, 3])]), a]);
+    return g.op('Mul', [g.op('Add', [g.op('Sub', [c, g.const([W, 3])]), a]), g.const([H, W, 3])]);
   },
   'RealDiv, Maximum, Minimum': (g) => g.op('Minimum', [g.op('Maximum', [g.op('RealDiv', ['input', g.const([3], 0.5, 2)]), g.const([3])]), g.constOf(Float32Array.of(0.3), [])]),
   'Pad asymmetric + VALID conv': (g) =>
@@ -159,6 +159,7 @@ const cases: Record<string, (g: GraphFixture) => string> = {
     }),
   'MaxPool SAME stride 2': (g) => g.op('MaxPool', ['input'], { ksize: attr.ints([1, 3, 2, 1]), strides: attr.ints([1, 2, 2, 1]), padding: attr.s('SAME'), data_format: attr.s('NHWC') }),
   'Mean over H,W keep_dims': (g) => g.op('Mean', ['input', g.constOf(Int32Array.of(1, 2), [2])], { keep_dims: attr.b(true), Tidx: { type: 'DT_INT32' } }),
+  'Mean over W keep_dims': (g) => g.op('Mean', ['input', g.constOf(Int32Array.of(2), [1])], { keep_dims: attr.b(true), Tidx: { type: 'DT_INT32' } }),
   'Mean over H only': (g) => g.op('Mean', ['input', g.constOf(Int32Array.of(1), [1])], { keep_dims: attr.b(false), Tidx: { type: 'DT_INT32' } }),
   'ConcatV2 on channels': (g) =>
     g.op('ConcatV2', [g.op('Relu', ['input']), g.op('Conv2D', ['input', g.const([1, 1, 3, 2])], conv([1, 1, 1, 1], 'VALID')), g.constOf(Int32Array.of(3), [])], { N: { i: '2' }, Tidx: { type: 'DT_INT32' } }),
