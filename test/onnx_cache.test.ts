@@ -10,6 +10,8 @@ import { BOTTLENECK_NAME, convertLayersModel } from '../src/module/onnx/convert.
 import { FINAL_TENSOR_NAME, LABELS_KEY, appendHead } from '../src/module/onnx/head.js';
 import { PROBE_TOLERANCE, maxAbsDiff, probeMaxAbsDiff } from '../src/module/onnx/probe.js';
 import { createOnnxSession } from '../src/module/onnx/session.js';
+import { openOnnxEngine } from '../src/module/onnx/index.js';
+import type { LoadedModelFiles } from '../src/module/io.js';
 import { tempDir, useCpuBackend } from './helpers/fixtures.js';
 
 const H = 8;
@@ -160,4 +162,53 @@ test('a head whose sizes do not fit the module or the labels is refused', () => 
   const module = encodeModel(convertLayersModel(smallModule(2), { height: H, width: W }));
   assert.throws(() => appendHead(module, { weights: rand(D * 2, 1), biases: rand(2, 2) }, ['a', 'b', 'c']), /2 classes but 3 labels/);
   assert.throws(() => appendHead(module, { weights: rand((D + 1) * 2, 1), biases: rand(2, 2) }, ['a', 'b']), /not \[6, 2\]/);
+});
+
+/** A tfjs model's files as the module stage holds them (no folder needed). */
+async function filesOf(model: tf.LayersModel): Promise<LoadedModelFiles> {
+  let artifacts: tf.io.ModelArtifacts | undefined;
+  await model.save(
+    tf.io.withSaveHandler(async (a) => {
+      artifacts = a;
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
+  const json = { format: 'layers-model', modelTopology: artifacts!.modelTopology!, weightsManifest: [{ paths: [], weights: artifacts!.weightSpecs! }] };
+  return { dir: dir, json, jsonText: JSON.stringify(json), artifacts: artifacts! };
+}
+
+const ref = (id: string) => ({ id, bottleneckTensor: 'pool', inputHeight: H, inputWidth: W, inputRange: [-1, 1] as [number, number] });
+
+test('openOnnxEngine converts once, probes against tfjs, and reuses the cached conversion', async () => {
+  const model = smallModule(21);
+  const files = await filesOf(model);
+  const id = 'cd'.repeat(32);
+  const opts = { module: ref(id), files, cacheDir: dir, tfjsExtract: (x: tf.Tensor4D) => model.predict(x) as tf.Tensor, threads: 1 };
+  const first = await openOnnxEngine(opts);
+  assert.ok(first.ok, first.ok ? '' : first.reason);
+  assert.equal(first.model.status, 'built');
+  assert.ok(first.probeDiff <= 1e-5);
+  const x = batch(2, 4);
+  const want = tf.tidy(() => (model.predict(tf.tensor4d(x, [2, H, W, 3])) as tf.Tensor).dataSync() as Float32Array);
+  assert.ok(maxAbsDiff(await first.session.run(x, 2, H, W), want) <= 1e-5);
+  await first.session.dispose();
+  const second = await openOnnxEngine(opts);
+  assert.ok(second.ok && second.model.status === 'hit');
+  if (second.ok) await second.session.dispose();
+});
+
+test('openOnnxEngine says why it falls back: an unsupported layer, or a probe that disagrees with tfjs', async () => {
+  const input = tf.input({ shape: [H, W, 3] });
+  const up = tf.layers.upSampling2d({ size: [2, 2] }).apply(input) as tf.SymbolicTensor;
+  const odd = tf.model({ inputs: input, outputs: tf.layers.globalAveragePooling2d({ name: 'pool' }).apply(up) as tf.SymbolicTensor });
+  const unsupported = await openOnnxEngine({ module: ref('ef'.repeat(32)), files: await filesOf(odd), cacheDir: dir, tfjsExtract: (x) => odd.predict(x) as tf.Tensor });
+  assert.ok(!unsupported.ok);
+  assert.deepEqual(unsupported.unsupportedOps, ['UpSampling2D']);
+  assert.match(unsupported.reason, /does not cover: UpSampling2D$/);
+
+  const model = smallModule(31);
+  const other = smallModule(41);
+  const wrong = await openOnnxEngine({ module: ref('01'.repeat(32)), files: await filesOf(model), cacheDir: dir, tfjsExtract: (x) => other.predict(x) as tf.Tensor });
+  assert.ok(!wrong.ok);
+  assert.match(wrong.reason, /differ from tfjs' by .* \(more than 0\.001\)/);
 });
