@@ -16,10 +16,16 @@ import pLimit from 'p-limit';
 import { initBackend } from '../src/backend.js';
 import { decodeImage, toModuleInput, type InputSpec } from '../src/image/index.js';
 import { silentLogger } from '../src/log.js';
-import { loadFeatureExtractor } from '../src/module/index.js';
+import { loadFeatureExtractor, type FeatureExtractor } from '../src/module/index.js';
 import { convertModule } from '../src/module/onnx/convert.js';
 import { createOnnxSession } from '../src/module/onnx/session.js';
 import { imageFiles, round, timePasses, type EngineFigures } from './anchor.js';
+
+/** The TF.js files of a module the converter reads; a SavedModel has none. */
+function tfjsFiles(fe: FeatureExtractor) {
+  if (fe.kind === 'saved-model') throw new Error(`${fe.info.spec} is a SavedModel, not a TF.js model`);
+  return fe.files;
+}
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -76,7 +82,7 @@ async function main(): Promise<void> {
     await initBackend('wasm');
     const fe = await loadFeatureExtractor({ spec: f.tfhub_module, cacheDir: tmp, log: silentLogger });
     const t0 = performance.now();
-    const bytes = await convertModule(fe.files!, { bottleneck: fe.info.bottleneckTensor, height: fe.info.inputHeight, width: fe.info.inputWidth });
+    const bytes = await convertModule(tfjsFiles(fe), { bottleneck: fe.info.bottleneckTensor, height: fe.info.inputHeight, width: fe.info.inputWidth });
     const convertS = (performance.now() - t0) / 1000;
     const model = path.join(tmp, 'module.onnx');
     fs.writeFileSync(model, bytes);

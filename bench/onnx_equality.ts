@@ -15,10 +15,16 @@ import { initBackend } from '../src/backend.js';
 import { intArg } from '../src/cli/common.js';
 import { loadModuleInput } from '../src/image/index.js';
 import { silentLogger } from '../src/log.js';
-import { loadFeatureExtractor } from '../src/module/index.js';
+import { loadFeatureExtractor, type FeatureExtractor } from '../src/module/index.js';
 import { convertModule } from '../src/module/onnx/convert.js';
 import { engineMaxAbsDiff } from '../src/module/onnx/probe.js';
 import { createOnnxSession } from '../src/module/onnx/session.js';
+
+/** The TF.js files of a module the converter reads; a SavedModel has none. */
+function tfjsFiles(fe: FeatureExtractor) {
+  if (fe.kind === 'saved-model') throw new Error(`${fe.info.spec} is a SavedModel, not a TF.js model`);
+  return fe.files;
+}
 
 const SHARED = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..', 'shared');
 
@@ -42,7 +48,7 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       const fe = await loadFeatureExtractor({ spec: path.join(f.models_dir, name), cacheDir: work, fused: false, log: silentLogger });
       const { inputHeight: h, inputWidth: w } = fe.info;
-      const session = await createOnnxSession(await convertModule(fe.files!, { bottleneck: fe.info.bottleneckTensor, height: h, width: w }));
+      const session = await createOnnxSession(await convertModule(tfjsFiles(fe), { bottleneck: fe.info.bottleneckTensor, height: h, width: w }));
       let max = 0;
       let worst = '';
       for (let i = 0; i < files.length; i += f.batch) {

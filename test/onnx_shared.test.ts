@@ -10,11 +10,17 @@ import path from 'node:path';
 import { initBackend } from '../src/backend.js';
 import { loadModuleInput } from '../src/image/index.js';
 import { silentLogger } from '../src/log.js';
-import { loadFeatureExtractor } from '../src/module/index.js';
+import { loadFeatureExtractor, type FeatureExtractor } from '../src/module/index.js';
 import { convertModule } from '../src/module/onnx/convert.js';
 import { engineMaxAbsDiff } from '../src/module/onnx/probe.js';
 import { createOnnxSession } from '../src/module/onnx/session.js';
 import { SHARED, SKIP_SHARED, tempDir } from './helpers/fixtures.js';
+
+/** The TF.js files of a module the converter reads; a SavedModel has none. */
+function tfjsFiles(fe: FeatureExtractor) {
+  if (fe.kind === 'saved-model') throw new Error(`${fe.info.spec} is a SavedModel, not a TF.js model`);
+  return fe.files;
+}
 
 const MODELS = ['mobilenet_v1_075_224', 'mobilenet_v1_100_224', 'mobilenet_v2_035_224', 'mobilenet_v2_100_224', 'tfhub_mobilenet_v2_100_224_feature_vector'];
 const FLOWERS = path.join(SHARED, 'datasets', 'flowers-dev');
@@ -40,7 +46,7 @@ for (const name of MODELS) {
     // Plain tfjs predict as the reference, not the fused kernels.
     const fe = await loadFeatureExtractor({ spec: path.join(SHARED, 'models', name), cacheDir: work, fused: false, log: silentLogger });
     const { inputHeight: h, inputWidth: w } = fe.info;
-    const session = await createOnnxSession(await convertModule(fe.files!, { bottleneck: fe.info.bottleneckTensor, height: h, width: w }));
+    const session = await createOnnxSession(await convertModule(tfjsFiles(fe), { bottleneck: fe.info.bottleneckTensor, height: h, width: w }));
     try {
       const files = photos();
       const batch = new Float32Array(files.length * h * w * 3);
