@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { listImagesDeep } from './dataset/index.js';
 import { ImageError, RetrainError, UsageError, errorMessage } from './errors.js';
 import { readLabels, type RetrainMetadata } from './export/index.js';
-import { decodeImage, toModuleInput, type InputSpec } from './image/index.js';
+import { checkInputSide, decodeImage, toModuleInput, type InputSpec } from './image/index.js';
 import { graphDefToArtifacts, readGraphFile, unsupportedOps } from './export/tfgraph.js';
 import { modelFormat, modelJsonPathOf, readModelFiles, type LoadedModelFiles } from './module/io.js';
 
@@ -37,6 +37,8 @@ export interface Classifier {
 const LABEL_IMAGE_DEFAULTS = { inputMean: 0, inputStd: 255, inputSize: 299 };
 
 export async function loadClassifier(opts: LabelImageOptions): Promise<Classifier> {
+  checkInputSide('--input_height', opts.inputHeight);
+  checkInputSide('--input_width', opts.inputWidth);
   const jsonPath = modelJsonPathOf(opts.graph);
   if (!fs.existsSync(jsonPath)) {
     throw new UsageError(`--graph ${opts.graph} does not exist: give the folder (or model.json) that retrain wrote to --output_graph`);

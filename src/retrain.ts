@@ -26,7 +26,7 @@ import { fineTuneStage } from './finetune/stage.js';
 import { distortedImageBatches } from './image/batches.js';
 import { exportAccuracy, folderBytes } from './export/evaluate.js';
 import { validateQuantizeBytes, type QuantizeBytes } from './export/quantize.js';
-import type { ClassWeighting, OptimizerName } from './train/options.js';
+import { MAX_BOTTLENECK_BATCH, MAX_IMAGE_BATCH, checkBatchSize, type ClassWeighting, type OptimizerName } from './train/options.js';
 
 export interface RetrainOptions {
   imageDir: string;
@@ -138,15 +138,11 @@ function validate(o: RetrainOptions): void {
   validateTrainOptions(headTrainingOptions(o));
   validateFineTuneOptions({ layers: o.fineTuneLayers, steps: o.fineTuneSteps, learningRate: fineTuneRate(o), batchSize: o.fineTuneBatchSize });
   validateQuantizeBytes(o.quantizeBytes);
-  if (!Number.isInteger(o.testBatchSize) || (o.testBatchSize <= 0 && o.testBatchSize !== -1)) {
-    throw new UsageError(`--test_batch_size ${o.testBatchSize} must be above 0, or -1 for the whole set`);
-  }
+  checkBatchSize('--test_batch_size', o.testBatchSize, MAX_BOTTLENECK_BATCH, true);
   if (!Number.isInteger(o.intermediateStoreFrequency) || o.intermediateStoreFrequency < 0) {
     throw new UsageError(`--intermediate_store_frequency ${o.intermediateStoreFrequency} must be 0 (off) or a whole number above 0`);
   }
-  if (!Number.isInteger(o.bottleneckBatchSize) || o.bottleneckBatchSize <= 0) {
-    throw new UsageError(`--bottleneck_batch_size ${o.bottleneckBatchSize} must be a whole number above 0`);
-  }
+  checkBatchSize('--bottleneck_batch_size', o.bottleneckBatchSize, MAX_IMAGE_BATCH);
   if (o.numWorkers !== undefined && (!Number.isInteger(o.numWorkers) || o.numWorkers < 0)) {
     throw new UsageError(`--num_workers ${o.numWorkers} must be a whole number: 0 runs the module on the main thread`);
   }
@@ -367,6 +363,8 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
         log.info(`Wrote a SavedModel (tag serve, signature serving_default: image -> prediction) to ${o.savedModelDir}`);
       }
     });
+    // A signal during the export lets it finish (it is one atomic unit), then stops here.
+    throwIfInterrupted(o.signal, `interrupted during the export: the export was finished first, so ${o.outputGraph} holds the new model; the report was not written`);
     if (o.quantizeBytes) {
       const bytes = folderBytes(o.outputGraph);
       const acc = sets.testing.y.length ? await timed('export_check', () => exportAccuracy(o.outputGraph, sets.testing.files, sets.testing.y)) : null;

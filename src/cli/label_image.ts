@@ -3,7 +3,8 @@ import { Command } from 'commander';
 import { initBackend, BACKENDS, type BackendChoice } from '../backend.js';
 import { ImageError } from '../errors.js';
 import { classifyImage, expandImageArgs, loadClassifier, type LabelResult } from '../label_image.js';
-import { configureCommand, floatArg, intArg, runMain, stderrLogger } from './common.js';
+import { CLOSED_PIPE_EXIT, configureCommand, floatArg, intArg, runMain, stderrLogger, stdoutClosedByReader } from './common.js';
+import { escapeControls } from '../log.js';
 import { UsageError } from '../errors.js';
 
 export function labelImageCommand(): Command {
@@ -52,11 +53,13 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     const results: LabelResult[] = [];
     let failed = 0;
     for (const file of images) {
+      // Nobody reads any more (`| head -3`): stop quietly, as cat does.
+      if (stdoutClosedByReader()) break;
       try {
         const r = await classifyImage(classifier, file, f['top_k']);
         results.push(r);
         if (!f['json']) {
-          if (images.length > 1) process.stdout.write(`${file}\n`);
+          if (images.length > 1) process.stdout.write(`${escapeControls(file)}\n`);
           for (const p of r.predictions) process.stdout.write(`${p.label} ${formatScore(p.score)}\n`);
           if (images.length > 1) process.stdout.write('\n');
         }
@@ -71,6 +74,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
       process.stdout.write(JSON.stringify(out, null, 2) + '\n');
     }
     classifier.dispose();
+    if (stdoutClosedByReader()) return CLOSED_PIPE_EXIT;
     return failed > 0 ? 1 : 0;
   });
 }

@@ -7,6 +7,7 @@ import { defaultRetrainOptions, runRetrain, type RetrainOptions } from '../retra
 import { expandHome } from '../util/fsutil.js';
 import { CLASS_WEIGHTINGS, OPTIMIZERS, type ClassWeighting, type OptimizerName } from '../train/options.js';
 import type { QuantizeBytes } from '../export/quantize.js';
+import { InterruptedError } from '../errors.js';
 import { configureCommand, floatArg, intArg, onInterrupt, runMain, stderrLogger } from './common.js';
 
 const d = defaultRetrainOptions();
@@ -140,8 +141,10 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   await runMain('retrain', () => argv.includes('--verbose'), async () => {
     cmd.parse(argv);
     await runRetrain({ ...optionsFromFlags(cmd.opts()), signal: interrupt.signal }, log);
+    // A signal after the export's last check: the run finished whole, but still report the stop.
+    if (interrupt.signal.aborted) throw new InterruptedError('interrupted after the model was exported: the run had finished whole');
     return 0;
-  });
+  }, interrupt);
   interrupt.dispose();
   log.stop();
 }

@@ -5,11 +5,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
-import { UsageError } from '../errors.js';
+import { RetrainError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { throwIfInterrupted, yieldToEventLoop } from '../util/abort.js';
 import { sgdStep } from './step.js';
-import { EarlyStopping, classWeights, headLoss, makeOptimizer, validateHeadTrainingOptions, type HeadTrainingOptions } from './options.js';
+import { EarlyStopping, MAX_BOTTLENECK_BATCH, checkBatchSize, classWeights, headLoss, makeOptimizer, validateHeadTrainingOptions, type HeadTrainingOptions } from './options.js';
 
 /** Bottlenecks of one category as a dense matrix, with their class indices. */
 export interface LabeledSet {
@@ -133,15 +133,13 @@ export class Head {
 export function validateTrainOptions(o: Omit<TrainOptions, 'log'>): void {
   const positive: Array<[string, number]> = [
     ['--how_many_training_steps', o.steps],
-    ['--train_batch_size', o.trainBatchSize],
     ['--eval_step_interval', o.evalStepInterval],
   ];
   for (const [flag, v] of positive) {
     if (!Number.isInteger(v) || v <= 0) throw new UsageError(`${flag} ${v} must be a whole number above 0`);
   }
-  if (!Number.isInteger(o.validationBatchSize) || (o.validationBatchSize <= 0 && o.validationBatchSize !== -1)) {
-    throw new UsageError(`--validation_batch_size ${o.validationBatchSize} must be above 0, or -1 for the whole set`);
-  }
+  checkBatchSize('--train_batch_size', o.trainBatchSize, MAX_BOTTLENECK_BATCH);
+  checkBatchSize('--validation_batch_size', o.validationBatchSize, MAX_BOTTLENECK_BATCH, true);
   if (!(o.learningRate > 0) || !Number.isFinite(o.learningRate)) {
     throw new UsageError(`--learning_rate ${o.learningRate} must be a number above 0`);
   }
@@ -248,6 +246,7 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
       history.push(point);
       log.info(`Step ${i}: Train accuracy = ${(train.accuracy * 100).toFixed(1)}%`);
       log.info(`Step ${i}: Cross entropy = ${train.crossEntropy.toFixed(6)}`);
+      if (!Number.isFinite(train.crossEntropy)) throw divergence(`the cross entropy is ${train.crossEntropy} at step ${i}`, opts.learningRate);
       if (val.n > 0) log.info(`Step ${i}: Validation accuracy = ${(val.accuracy * 100).toFixed(1)}% (N=${val.n})`);
       await opts.onEval?.(point, head);
       if (patience > 0) {
@@ -267,6 +266,7 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
     log.progress?.('training', i + 1, opts.steps);
     const freq = opts.intermediateStoreFrequency ?? 0;
     if (freq > 0 && i % freq === 0 && i > 0 && opts.onIntermediate) {
+      await checkFinite(head, `step ${i}`, opts.learningRate);
       log.info(`Save intermediate result to : intermediate_${i}`);
       await opts.onIntermediate(i, head);
     }
@@ -274,8 +274,21 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
   }
   optimizer.dispose();
   if (best) head.assign(best);
+  await checkFinite(head, 'the end of training', opts.learningRate);
   const final = history[history.length - 1]!;
   return patience > 0 ? { head, history, final, bestStep: stopper.bestStep, stoppedEarly } : { head, history, final };
+}
+
+/** Training that ran off to NaN or infinity: nothing may be exported from it. */
+export function divergence(what: string, learningRate: number, flag = '--learning_rate'): RetrainError {
+  return new RetrainError(`training diverged (${what}): lower ${flag} (now ${learningRate}); nothing was exported`);
+}
+
+/** Weights are checked where they leave training (intermediate exports and the end); the loss at every evaluation. */
+async function checkFinite(head: Head, where: string, learningRate: number): Promise<void> {
+  const v = await head.values();
+  const arrays = [v.weights, v.biases, ...(v.hidden ? [v.hidden.weights, v.hidden.biases] : [])];
+  if (!arrays.every((a) => a.every(Number.isFinite))) throw divergence(`the head's weights are not finite at ${where}`, learningRate);
 }
 
 export interface Prediction {

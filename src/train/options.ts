@@ -24,6 +24,22 @@ export interface HeadTrainingOptions {
   earlyStoppingPatience?: number;
 }
 
+/**
+ * Sane upper bounds for batch flags: a typo such as --train_batch_size 100000000 is a
+ * usage error, not an allocation of gigabytes. Rows of bottlenecks are small (a few KB);
+ * images at the module's input size are not.
+ */
+export const MAX_BOTTLENECK_BATCH = 65_536;
+export const MAX_IMAGE_BATCH = 256;
+export const MAX_HIDDEN_UNITS = 16_384;
+
+/** A batch flag: a whole number from 1 to max, or -1 (the whole set) where allowed. */
+export function checkBatchSize(flag: string, v: number, max: number, wholeSet = false): void {
+  if (wholeSet && v === -1) return;
+  if (!Number.isInteger(v) || v <= 0) throw new UsageError(`${flag} ${v} must be ${wholeSet ? 'above 0, or -1 for the whole set' : 'a whole number above 0'}`);
+  if (v > max) throw new UsageError(`${flag} ${v} is too large: give at most ${max}${wholeSet ? ', or -1 for the whole set' : ''}`);
+}
+
 /** Momentum 0.9 and Adam's defaults: the values the Keras tutorials use. */
 export function makeOptimizer(name: OptimizerName, learningRate: number): tf.Optimizer {
   switch (name) {
@@ -45,6 +61,7 @@ export function validateHeadTrainingOptions(o: HeadTrainingOptions): void {
   }
   const h = o.hiddenUnits ?? 0;
   if (!Number.isInteger(h) || h < 0) throw new UsageError(`--hidden_units ${h} must be 0 (no hidden layer) or a whole number above 0`);
+  if (h > MAX_HIDDEN_UNITS) throw new UsageError(`--hidden_units ${h} is too large: give at most ${MAX_HIDDEN_UNITS}`);
   const d = o.dropout ?? 0;
   if (!(d >= 0 && d < 1)) throw new UsageError(`--dropout ${d} must be at least 0 and below 1`);
   const s = o.labelSmoothing ?? 0;
