@@ -11,7 +11,7 @@ import { ImageError, RetrainError, UsageError, errorMessage } from './errors.js'
 import { readLabels, type RetrainMetadata } from './export/index.js';
 import { checkInputSide, decodeImage, toModuleInput, type InputSpec } from './image/index.js';
 import { graphDefToArtifacts, readGraphFile, unsupportedOps } from './export/tfgraph.js';
-import { modelFormat, modelJsonPathOf, readModelFiles, type LoadedModelFiles } from './module/io.js';
+import { locateModelJson, modelFormat, readModelFiles, type LoadedModelFiles } from './module/io.js';
 
 export interface LabelImageOptions {
   graph: string;
@@ -39,10 +39,7 @@ const LABEL_IMAGE_DEFAULTS = { inputMean: 0, inputStd: 255, inputSize: 299 };
 export async function loadClassifier(opts: LabelImageOptions): Promise<Classifier> {
   checkInputSide('--input_height', opts.inputHeight);
   checkInputSide('--input_width', opts.inputWidth);
-  const jsonPath = modelJsonPathOf(opts.graph);
-  if (!fs.existsSync(jsonPath)) {
-    throw new UsageError(`--graph ${opts.graph} does not exist: give the folder (or model.json) that retrain wrote to --output_graph`);
-  }
+  const jsonPath = locateModelJson(opts.graph, '--graph', 'give the folder (or model.json) that retrain wrote to --output_graph');
   const files = isFrozenGraph(jsonPath) ? readFrozenGraph(jsonPath) : readModelFiles(jsonPath);
   const meta = (files.json.userDefinedMetadata as { retrain?: RetrainMetadata } | undefined)?.retrain;
   const format = modelFormat(files.json);
