@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { listImagesDeep } from './dataset/index.js';
 import { ImageError, RetrainError, UsageError, errorMessage } from './errors.js';
 import { readLabels, type RetrainMetadata } from './export/index.js';
+import { fsPath } from './util/fsname.js';
 import { checkInputSide, decodeImage, toModuleInput, type InputSpec } from './image/index.js';
 import { graphDefToArtifacts, readGraphFile, unsupportedOps } from './export/tfgraph.js';
 import { locateModelJson, modelFormat, readModelFiles, type LoadedModelFiles } from './module/io.js';
@@ -125,7 +126,7 @@ export interface LabelResult {
 export async function expandImageArgs(args: string[]): Promise<string[]> {
   const out: string[] = [];
   for (const a of args) {
-    const st = fs.statSync(a, { throwIfNoEntry: false });
+    const st = fs.statSync(fsPath(a), { throwIfNoEntry: false });
     if (st?.isDirectory()) {
       const found = await listImagesDeep(a);
       if (found.length === 0) throw new UsageError(`--image ${a} is a folder with no images in it`);

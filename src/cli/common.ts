@@ -1,8 +1,10 @@
 /** What both commands share: stderr logging, progress bars, flag parsing, exit codes. */
+import fs from 'node:fs';
 import cliProgress from 'cli-progress';
 import { CommanderError, InvalidArgumentError, type Command } from 'commander';
 import { InterruptedError, RetrainError, errorMessage } from '../errors.js';
 import { escapeControls, type Logger } from '../log.js';
+import { hasRawBytes, nameFromBytes } from '../util/fsname.js';
 
 /** retrain.py's `INFO:tensorflow:` style, under our own name; a progress bar only on a TTY. */
 export function stderrLogger(name: string, stream: NodeJS.WriteStream = process.stderr): Logger & { stop(): void } {
@@ -173,4 +175,29 @@ export function keepRunningWithClosedPipes(): void {
 /** Whether stdout's reader went away; label-image then stops quietly, as `cat` does. */
 export function stdoutClosedByReader(): boolean {
   return stdoutClosed;
+}
+
+/**
+ * process.argv, except that an argument that is not UTF-8 (a file name such as
+ * `caf\xe9.jpg`) keeps its bytes, as util/fsname.ts strings: Node decodes it into
+ * a name that opens no file. Linux keeps the raw arguments in /proc/self/cmdline.
+ */
+export function cliArgv(argv: string[] = process.argv): string[] {
+  if (!argv.some((a) => a.includes('\ufffd'))) return argv;
+  let raw: Buffer;
+  try {
+    raw = fs.readFileSync('/proc/self/cmdline');
+  } catch {
+    return argv;
+  }
+  const parts: Buffer[] = [];
+  for (let start = 0; start < raw.length; ) {
+    const end = raw.indexOf(0, start);
+    parts.push(raw.subarray(start, end < 0 ? raw.length : end));
+    start = end < 0 ? raw.length : end + 1;
+  }
+  const args = parts.slice(parts.length - (argv.length - 2)).map(nameFromBytes);
+  // Only when the tail really is our arguments: each UTF-8 one must match Node's.
+  if (args.length !== argv.length - 2 || args.some((a, i) => !hasRawBytes(a) && a !== argv[i + 2])) return argv;
+  return [argv[0]!, argv[1]!, ...args];
 }

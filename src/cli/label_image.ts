@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { initBackend, BACKENDS, type BackendChoice } from '../backend.js';
 import { ImageError } from '../errors.js';
 import { classifyImage, expandImageArgs, loadClassifier, type LabelResult } from '../label_image.js';
-import { CLOSED_PIPE_EXIT, configureCommand, floatArg, intArg, runMain, stderrLogger, stdoutClosedByReader } from './common.js';
+import { CLOSED_PIPE_EXIT, cliArgv, configureCommand, floatArg, intArg, runMain, stderrLogger, stdoutClosedByReader } from './common.js';
 import { escapeControls } from '../log.js';
 import { UsageError } from '../errors.js';
 
@@ -29,7 +29,7 @@ function formatScore(s: number): string {
   return String(Number(s.toPrecision(6)));
 }
 
-export async function main(argv: string[] = process.argv): Promise<void> {
+export async function main(argv: string[] = cliArgv()): Promise<void> {
   const cmd = labelImageCommand();
   const log = stderrLogger('label-image');
   await runMain('label-image', () => argv.includes('--verbose'), async () => {

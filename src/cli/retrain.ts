@@ -8,7 +8,7 @@ import { expandHome } from '../util/fsutil.js';
 import { CLASS_WEIGHTINGS, OPTIMIZERS, type ClassWeighting, type OptimizerName } from '../train/options.js';
 import type { QuantizeBytes } from '../export/quantize.js';
 import { InterruptedError } from '../errors.js';
-import { configureCommand, floatArg, intArg, onInterrupt, runMain, stderrLogger } from './common.js';
+import { cliArgv, configureCommand, floatArg, intArg, onInterrupt, runMain, stderrLogger } from './common.js';
 
 const d = defaultRetrainOptions();
 
@@ -134,7 +134,7 @@ export function optionsFromFlags(f: Flags): RetrainOptions {
   };
 }
 
-export async function main(argv: string[] = process.argv): Promise<void> {
+export async function main(argv: string[] = cliArgv()): Promise<void> {
   const cmd = retrainCommand();
   const log = stderrLogger('retrain');
   const interrupt = onInterrupt();

@@ -108,7 +108,7 @@ export async function listImages(dir: string): Promise<string[]> {
 /** retrain.py's `create_image_lists`: one class per subfolder, split by file-name hash. */
 export async function createImageLists(imageDir: string, opts: SplitOptions, log: Logger): Promise<ImageLists> {
   validateSplit(opts);
-  const st = fs.statSync(imageDir, { throwIfNoEntry: false });
+  const st = fs.statSync(fsPath(imageDir), { throwIfNoEntry: false });
   if (!st) throw new UsageError(`--image_dir ${imageDir} does not exist: point it at a folder with one subfolder of images per class`);
   if (!st.isDirectory()) {
     throw new UsageError(`--image_dir ${imageDir} is a file, not a folder: point it at a folder with one subfolder of images per class`);

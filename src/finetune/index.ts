@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { FeatureExtractor } from '../module/index.js';
-import { divergence, makeRng, type Head, type LabeledSet } from '../train/index.js';
+import { MAX_CROSS_ENTROPY, checkLearningRate, divergence, makeRng, type Head, type LabeledSet } from '../train/index.js';
 import { MAX_IMAGE_BATCH, checkBatchSize, classWeights, headLoss, makeOptimizer, type ClassWeighting, type OptimizerName } from '../train/options.js';
 import type { ImageBatchSource } from '../image/batches.js';
 
@@ -44,9 +44,7 @@ export function validateFineTuneOptions(o: { layers: number; steps: number; lear
   if (o.layers === 0) return;
   if (!Number.isInteger(o.steps) || o.steps <= 0) throw new UsageError(`--fine_tune_steps ${o.steps} must be a whole number above 0`);
   checkBatchSize('--fine_tune_batch_size', o.batchSize, MAX_IMAGE_BATCH);
-  if (!(o.learningRate > 0) || !Number.isFinite(o.learningRate)) {
-    throw new UsageError(`--fine_tune_learning_rate ${o.learningRate} must be a number above 0`);
-  }
+  checkLearningRate('--fine_tune_learning_rate', o.learningRate);
 }
 
 type Sym = tf.SymbolicTensor;
@@ -232,7 +230,7 @@ export async function fineTune(ex: FeatureExtractor, head: Head, training: Label
         await tf.setBackend(mainBackend);
       }
       tf.dispose([x, y, ...frontier]);
-      if (!Number.isFinite(cost)) throw divergence(`the fine-tuning cross entropy is ${cost} at step ${step}`, o.learningRate, '--fine_tune_learning_rate');
+      if (!(cost <= MAX_CROSS_ENTROPY)) throw divergence(`the fine-tuning cross entropy is ${cost} at step ${step}`, o.learningRate, '--fine_tune_learning_rate');
       if (step % o.evalStepInterval === 0 || step + 1 === o.steps) {
         history.push({ step, crossEntropy: cost });
         log.info(`Fine-tune step ${step}: Cross entropy = ${cost.toFixed(6)}`);

@@ -140,10 +140,14 @@ export function validateTrainOptions(o: Omit<TrainOptions, 'log'>): void {
   }
   checkBatchSize('--train_batch_size', o.trainBatchSize, MAX_BOTTLENECK_BATCH);
   checkBatchSize('--validation_batch_size', o.validationBatchSize, MAX_BOTTLENECK_BATCH, true);
-  if (!(o.learningRate > 0) || !Number.isFinite(o.learningRate)) {
-    throw new UsageError(`--learning_rate ${o.learningRate} must be a number above 0`);
-  }
+  checkLearningRate('--learning_rate', o.learningRate);
   validateHeadTrainingOptions(o);
+}
+
+/** A rate above 0 that float32, which training computes in, can hold: 1e39 is finite as a double only. */
+export function checkLearningRate(flag: string, v: number): void {
+  if (!(v > 0) || !Number.isFinite(v)) throw new UsageError(`${flag} ${v} must be a number above 0`);
+  if (!Number.isFinite(Math.fround(v))) throw new UsageError(`${flag} ${v} is beyond float32 range (training computes in float32): lower ${flag}`);
 }
 
 /** Deterministic random integers in [0, n) from --seed. */
@@ -246,7 +250,7 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
       history.push(point);
       log.info(`Step ${i}: Train accuracy = ${(train.accuracy * 100).toFixed(1)}%`);
       log.info(`Step ${i}: Cross entropy = ${train.crossEntropy.toFixed(6)}`);
-      if (!Number.isFinite(train.crossEntropy)) throw divergence(`the cross entropy is ${train.crossEntropy} at step ${i}`, opts.learningRate);
+      if (!(train.crossEntropy <= MAX_CROSS_ENTROPY)) throw divergence(`the cross entropy is ${train.crossEntropy} at step ${i}`, opts.learningRate);
       if (val.n > 0) log.info(`Step ${i}: Validation accuracy = ${(val.accuracy * 100).toFixed(1)}% (N=${val.n})`);
       await opts.onEval?.(point, head);
       if (patience > 0) {
@@ -279,6 +283,14 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
   return patience > 0 ? { head, history, final, bestStep: stopper.bestStep, stoppedEarly } : { head, history, final };
 }
 
+/**
+ * Beyond these, training has run away: a mean cross entropy of 1e4 nats, or weights
+ * of 1e12 on bottleneck values of order 1, come only from a learning rate far too
+ * large, long before float32 turns them into infinity and NaN.
+ */
+export const MAX_CROSS_ENTROPY = 1e4;
+export const MAX_HEAD_WEIGHT = 1e12;
+
 /** Training that ran off to NaN or infinity: nothing may be exported from it. */
 export function divergence(what: string, learningRate: number, flag = '--learning_rate'): RetrainError {
   return new RetrainError(`training diverged (${what}): lower ${flag} (now ${learningRate}); nothing was exported`);
@@ -288,7 +300,9 @@ export function divergence(what: string, learningRate: number, flag = '--learnin
 async function checkFinite(head: Head, where: string, learningRate: number): Promise<void> {
   const v = await head.values();
   const arrays = [v.weights, v.biases, ...(v.hidden ? [v.hidden.weights, v.hidden.biases] : [])];
-  if (!arrays.every((a) => a.every(Number.isFinite))) throw divergence(`the head's weights are not finite at ${where}`, learningRate);
+  if (!arrays.every((a) => a.every((w) => Math.abs(w) <= MAX_HEAD_WEIGHT))) {
+    throw divergence(`the head's weights are infinite, NaN or above ${MAX_HEAD_WEIGHT} at ${where}`, learningRate);
+  }
 }
 
 export interface Prediction {
