@@ -83,7 +83,7 @@ export function parseModelJson(text: string, file: string): ModelJson {
         throw new RetrainError(`${file}: weight ${w.name} has an invalid shape ${JSON.stringify(w.shape)}`);
       }
       const dtype = w.quantization?.dtype ?? w.dtype;
-      if (DTYPE_BYTES[dtype] === undefined) throw broken(`weight ${w.name} has dtype ${JSON.stringify(dtype)}, which TF.js cannot load`);
+      if (DTYPE_BYTES[dtype] === undefined) throw broken(`weight ${w.name} has ${dtype === undefined ? 'no dtype' : `dtype ${JSON.stringify(dtype)}`}, which TF.js cannot load`);
     });
   });
   if (modelFormat(j) === 'layers-model') checkLayersTopology(j, file);
