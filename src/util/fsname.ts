@@ -78,9 +78,15 @@ export function hasRawBytes(name: string): boolean {
 /** Why an image file cannot be opened or read, from its errno. */
 export function readFailure(err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return 'file not found (a broken symlink?)';
-  if (code === 'ELOOP') return 'a symlink loop (the link leads back to itself)';
-  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
-  if (code === 'EISDIR') return 'a folder, not a file';
-  return `cannot read: ${errorMessage(err)}`;
+  const reason =
+    code === 'ENOENT'
+      ? 'file not found (a broken symlink?)'
+      : code === 'ELOOP'
+        ? 'a symlink loop (the link leads back to itself)'
+        : code === 'EACCES' || code === 'EPERM'
+          ? 'permission denied'
+          : code === 'EISDIR'
+            ? 'a folder, not a file'
+            : errorMessage(err);
+  return `cannot read: ${reason}`;
 }
