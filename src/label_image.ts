@@ -13,6 +13,7 @@ import { loadClassifier, type Classifier } from './export/load.js';
 import { validateLabelImageOptions, type LabelImageOptions } from './flags/label_image.js';
 import { decodeImage, toModuleInput } from './image/index.js';
 import type { Logger } from './log.js';
+import { fsPath } from './util/fsname.js';
 
 export type { LabelImageOptions } from './flags/label_image.js';
 
@@ -28,7 +29,7 @@ export interface LabelResult {
 export async function expandImageArgs(args: string[]): Promise<string[]> {
   const out: string[] = [];
   for (const a of args) {
-    const st = fs.statSync(a, { throwIfNoEntry: false });
+    const st = fs.statSync(fsPath(a), { throwIfNoEntry: false });
     if (st?.isDirectory()) {
       const found = await listImagesDeep(a);
       if (found.length === 0) throw new UsageError(`--image ${a} is a folder with no images in it`);
@@ -79,9 +80,17 @@ export interface LabelImagesResult {
 /**
  * label_image.py's main: loads the model once, then classifies every image (folders
  * expanded). An unreadable image is skipped with a warning and makes the exit code 1;
- * any other error stops. `onResult` sees each result as soon as it is ready.
+ * any other error stops.
  */
-export async function labelImages(options: LabelImageOptions, log: Logger, onResult?: (r: LabelResult, index: number, total: number) => void): Promise<LabelImagesResult> {
+/** What the caller hears of a labelImages run as it goes. */
+export interface LabelImagesHooks {
+  /** Sees each result as soon as it is ready. */
+  onResult?: (r: LabelResult, index: number, total: number) => void;
+  /** Asked before each image; true ends the loop early (e.g. nobody reads the output any more). */
+  stop?: () => boolean;
+}
+
+export async function labelImages(options: LabelImageOptions, log: Logger, hooks: LabelImagesHooks = {}): Promise<LabelImagesResult> {
   const o = validateLabelImageOptions(options);
   await initBackend(o.backend);
   const classifier = await loadClassifier({
@@ -99,10 +108,11 @@ export async function labelImages(options: LabelImageOptions, log: Logger, onRes
     const results: LabelResult[] = [];
     const skipped: LabelImagesResult['skipped'] = [];
     for (const file of images) {
+      if (hooks.stop?.()) break;
       try {
         const r = await classifyImage(classifier, file, o.topK);
         results.push(r);
-        onResult?.(r, results.length - 1, images.length);
+        hooks.onResult?.(r, results.length - 1, images.length);
       } catch (err) {
         if (!(err instanceof ImageError)) throw err;
         skipped.push({ image: file, reason: err.message });

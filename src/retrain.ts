@@ -96,6 +96,8 @@ async function trainAndExport(
     throwIfInterrupted(o.signal, 'interrupted before export: the model was not exported; the bottleneck cache is kept');
     const values = await head.values();
     await clock.time('export', () => exportRetrained(extractor, values, labels, o, log));
+    // A signal during the export lets it finish (it is one atomic unit), then stops here.
+    throwIfInterrupted(o.signal, `interrupted during the export: the export was finished first, so ${o.outputGraph} holds the new model; the report was not written`);
     const exported = await clock.time('export_check', () => checkQuantizedExport(o, testing, log));
     const summary: RunSummary = {
       ...base,

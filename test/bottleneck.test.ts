@@ -12,7 +12,7 @@ import { loadFeatureExtractor } from '../src/module/index.js';
 import { makeImageDir, makeLayersModel, makeGraphModel, tempDir, useCpuBackend } from './helpers/fixtures.js';
 
 const ID = 'ab'.repeat(32);
-const STAMP = { size: 1234, mtimeMs: 1700000000123.5 };
+const STAMP = { size: 1234, mtimeMs: 1700000000123.5, contentHash: new Uint8Array(32).fill(7) };
 
 test('format: round trip, and every kind of mismatch is refused with a reason', () => {
   const values = Float32Array.from([0.5, -1.25, 3e-8, 1000]);
@@ -33,7 +33,8 @@ test('format: round trip, and every kind of mismatch is refused with a reason', 
     decodeBottleneck(bytes, 'cd'.repeat(32), 4, STAMP),
     decodeBottleneck(bytes, ID, 4, { ...STAMP, size: 1235 }),
     decodeBottleneck(bytes, ID, 4, { ...STAMP, mtimeMs: 1 }),
-    decodeBottleneck(new TextEncoder().encode('0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0,1.1,1.2,1.3,1.4'), ID, 4, STAMP),
+    decodeBottleneck(bytes, ID, 4, { ...STAMP, contentHash: new Uint8Array(32).fill(8) }),
+    decodeBottleneck(new TextEncoder().encode('0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0,1.1,1.2,1.3,1.4,1.5,1.6,1.7,1.8,1.9'), ID, 4, STAMP),
   ].map((d) => (d.ok ? 'ok' : d.reason));
   assert.deepEqual(reasons, [
     'shorter than its header',
@@ -42,6 +43,7 @@ test('format: round trip, and every kind of mismatch is refused with a reason', 
     'made by another module',
     'the image changed since',
     'the image changed since',
+    "made from other image content (the image was rewritten, or another image's cache file put here)",
     'not a bottleneck file',
   ]);
   const nan = encodeBottleneck(Float32Array.from([NaN, 1, 2, 3]), ID, STAMP);

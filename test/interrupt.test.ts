@@ -256,7 +256,7 @@ test('a cached bottleneck changed on disk (truncated, wrong length, wrong module
   fs.truncateSync(at(truncated!), originals.get(truncated!)!.length - 4);
   const orig = originals.get(wrongLength!)!;
   const moduleId = orig.subarray(28, 44).toString('hex');
-  const stamp = { size: orig.readDoubleLE(12), mtimeMs: orig.readDoubleLE(20) };
+  const stamp = { size: orig.readDoubleLE(12), mtimeMs: orig.readDoubleLE(20), contentHash: orig.subarray(48, 64) };
   fs.writeFileSync(at(wrongLength!), encodeBottleneck(new Float32Array(7), moduleId, stamp));
   const other = Buffer.from(originals.get(wrongModule!)!);
   other[30] = other[30]! ^ 0xff;

@@ -26,7 +26,7 @@ test('labelImages returns every result, skips an unreadable image with a reason 
   fs.writeFileSync(path.join(folder, 'c.jpg'), 'not an image');
   const seen: string[] = [];
   const log = new MemoryLogger();
-  const r = await labelImages({ ...defaultLabelImageOptions(), graph: out, image: [folder], topK: 2, backend: 'cpu' }, log, (res) => seen.push(res.image));
+  const r = await labelImages({ ...defaultLabelImageOptions(), graph: out, image: [folder], topK: 2, backend: 'cpu' }, log, { onResult: (res) => seen.push(res.image) });
   assert.deepEqual(r.results.map((x) => path.basename(x.image)), ['a.png', 'b.png']);
   assert.deepEqual(seen, r.results.map((x) => x.image), 'each result is reported as it is ready');
   assert.ok(r.results.every((x) => x.predictions.length === 2 && x.scores.length === 3));

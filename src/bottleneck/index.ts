@@ -3,6 +3,7 @@
  * on disk as `<bottleneck_dir>/<class folder>/<image>_<module name>.bin`
  * (retrain.py's layout, binary instead of text).
  */
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import pLimit from 'p-limit';
@@ -15,7 +16,9 @@ import { throwIfInterrupted } from '../util/abort.js';
 import { writeAtomic } from '../util/fsutil.js';
 import { removeStaleTemps } from './cleanup.js';
 import { computeBottlenecks } from './compute.js';
-import { decodeBottleneck, encodeBottleneck, type ImageStamp } from './format.js';
+import { boundedName, cacheRelativePath, decodeBottleneck, encodeBottleneck, type ImageStamp } from './format.js';
+import { sizeProblem } from '../image/index.js';
+import { fsPath, readFailure } from '../util/fsname.js';
 import { inShard, type Shard } from './shard.js';
 
 export interface BottleneckOptions {
@@ -59,12 +62,32 @@ export interface Bottlenecks {
 }
 
 export function bottleneckPath(dir: string, classDir: string, imageName: string, moduleName: string): string {
-  return path.join(dir, classDir, `${imageName}_${moduleName}.bin`);
+  return path.join(dir, ...cacheRelativePath(classDir, imageName, moduleName));
 }
 
-async function stampOf(file: string): Promise<ImageStamp> {
-  const st = await fs.promises.stat(file);
-  return { size: st.size, mtimeMs: st.mtimeMs };
+/** Images up to this size are hashed from one read; larger ones are streamed. */
+const WHOLE_READ_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Size, mtime and a content hash: a cache file is trusted only for the very bytes it
+ * was computed from, even if another image of the same size and mtime has its file.
+ * Memory stays bounded: files too large to be images are refused first, large ones streamed.
+ */
+
+export async function imageStamp(file: string): Promise<ImageStamp | { error: string }> {
+  try {
+    const st = await fs.promises.stat(fsPath(file));
+    if (!st.isFile()) return { error: 'not a regular file' };
+    const problem = sizeProblem(st.size);
+    if (problem) return { error: problem };
+    const hash = createHash('sha256');
+    // One read is cheapest for photo-sized files (2-3x a stream's speed); large ones stream.
+    if (st.size <= WHOLE_READ_BYTES) hash.update(await fs.promises.readFile(fsPath(file)));
+    else for await (const chunk of fs.createReadStream(fsPath(file), { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+    return { size: st.size, mtimeMs: st.mtimeMs, contentHash: hash.digest() };
+  } catch (err) {
+    return { error: readFailure(err) };
+  }
 }
 
 interface Job {
@@ -84,7 +107,7 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
     result.failed.push({ file, reason });
   };
 
-  const stale = await removeStaleTemps(opts.bottleneckDir, lists.classes.map((c) => c.dir));
+  const stale = await removeStaleTemps(opts.bottleneckDir, lists.classes.map((c) => boundedName(c.dir)));
   if (stale > 0) log.info(`Removed ${stale} temp files that killed runs left in ${opts.bottleneckDir}`);
   const refs = (opts.variant?.images ?? allImages(lists)).filter((ref) => inShard(lists.classes[ref.classIndex]!.dir, ref.name, opts.shard));
   const cacheName = opts.variant ? `${info.name}_${opts.variant.tag}` : info.name;
@@ -94,13 +117,8 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
     refs.map((ref) =>
       io(async () => {
         const cacheFile = bottleneckPath(opts.bottleneckDir, lists.classes[ref.classIndex]!.dir, ref.name, cacheName);
-        let stamp: ImageStamp;
-        try {
-          stamp = await stampOf(ref.file);
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          return { ref, error: code === 'ENOENT' ? 'file not found (a broken symlink?)' : `cannot read: ${errorMessage(err)}` };
-        }
+        const stamp = await imageStamp(ref.file);
+        if ('error' in stamp) return { ref, error: stamp.error };
         const bytes = await fs.promises.readFile(cacheFile).catch(() => undefined);
         if (bytes) {
           const decoded = decodeBottleneck(bytes, info.id, info.bottleneckSize, stamp);

@@ -1,9 +1,11 @@
 /** What both commands share: stderr logging, progress bars, flag parsing, exit codes. */
+import fs from 'node:fs';
 import cliProgress from 'cli-progress';
 import { CommanderError, InvalidArgumentError, type Command } from 'commander';
-import { RetrainError, errorMessage } from '../errors.js';
+import { InterruptedError, RetrainError, errorMessage } from '../errors.js';
 import { wholeNumber } from '../flags/table.js';
-import type { Logger } from '../log.js';
+import { escapeControls, type Logger } from '../log.js';
+import { hasRawBytes, nameFromBytes } from '../util/fsname.js';
 
 /** retrain.py's `INFO:tensorflow:` style, under our own name; a progress bar only on a TTY. */
 export function stderrLogger(name: string, stream: NodeJS.WriteStream = process.stderr): Logger & { stop(): void } {
@@ -20,7 +22,9 @@ export function stderrLogger(name: string, stream: NodeJS.WriteStream = process.
     drawnAt = Date.now();
     multi?.update();
   };
-  const write = (line: string) => {
+  const write = (message: string) => {
+    // File names may hold newlines or control characters: one message stays one line.
+    const line = escapeControls(message);
     if (multi) {
       multi.log(line + '\n');
       draw();
@@ -89,7 +93,8 @@ export function configureCommand(cmd: Command, name: string): Command {
  * Runs a command body: a RetrainError becomes one line and its exit status; anything
  * else is a bug, reported in one line too unless --verbose asks for the stack.
  */
-export async function runMain(name: string, verbose: () => boolean, body: () => Promise<number>): Promise<void> {
+export async function runMain(name: string, verbose: () => boolean, body: () => Promise<number>, interrupt?: Interrupt): Promise<void> {
+  keepRunningWithClosedPipes();
   try {
     process.exitCode = await body();
   } catch (err) {
@@ -98,28 +103,97 @@ export async function runMain(name: string, verbose: () => boolean, body: () => 
       return;
     }
     if (err instanceof RetrainError) {
-      process.stderr.write(`${name}: error: ${err.message}\n`);
+      process.stderr.write(`${name}: error: ${escapeControls(err.message)}\n`);
       if (verbose()) process.stderr.write(`${err.cause instanceof Error ? err.cause.stack : err.stack}\n`);
-      process.exitCode = err.exitCode;
+      // SIGTERM stops the run the way SIGINT does, but the shell's status says which.
+      process.exitCode = err instanceof InterruptedError && interrupt?.exitCode ? interrupt.exitCode : err.exitCode;
       return;
     }
-    process.stderr.write(`${name}: error: ${errorMessage(err).split('\n')[0]}${verbose() ? '' : ' (run with --verbose for details)'}\n`);
+    process.stderr.write(`${name}: error: ${escapeControls(errorMessage(err).split('\n')[0]!)}${verbose() ? '' : ' (run with --verbose for details)'}\n`);
     if (verbose() && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     process.exitCode = 1;
   }
 }
 
+/** 128 + the signal number, as a shell reports a process that a signal stopped. */
+const SIGNAL_EXIT: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 130, SIGTERM: 143 };
+
+export interface Interrupt {
+  signal: AbortSignal;
+  /** 130 after SIGINT, 143 after SIGTERM; undefined while no signal came. */
+  readonly exitCode: number | undefined;
+  dispose(): void;
+}
+
 /**
- * Ctrl-C aborts the returned signal, so the library stops at its next check and
- * keeps what it finished; a second Ctrl-C quits at once (every file is written
- * atomically, so nothing half-written is trusted later).
+ * Ctrl-C or SIGTERM (how Kubernetes and CI stop a job) aborts the returned signal,
+ * so the library stops at its next check and keeps what it finished; a second
+ * signal quits at once (every file is written atomically, so nothing half-written
+ * is trusted later).
  */
-export function onInterrupt(): { signal: AbortSignal; dispose(): void } {
+export function onInterrupt(): Interrupt {
   const controller = new AbortController();
-  const handler = () => {
-    if (controller.signal.aborted) process.exit(130);
+  let exitCode: number | undefined;
+  const handler = (sig: NodeJS.Signals) => {
+    if (controller.signal.aborted) process.exit(SIGNAL_EXIT[sig]);
+    exitCode = SIGNAL_EXIT[sig];
     controller.abort();
   };
-  process.on('SIGINT', handler);
-  return { signal: controller.signal, dispose: () => process.off('SIGINT', handler) };
+  const signals = Object.keys(SIGNAL_EXIT) as NodeJS.Signals[];
+  for (const s of signals) process.on(s, handler);
+  return {
+    signal: controller.signal,
+    get exitCode() {
+      return exitCode;
+    },
+    dispose: () => signals.forEach((s) => process.off(s, handler)),
+  };
+}
+
+/** Exit status of a command whose reader went away (`| head`): 128 + SIGPIPE, as `cat` gets. */
+export const CLOSED_PIPE_EXIT = 141;
+
+let pipesWatched = false;
+let stdoutClosed = false;
+
+/**
+ * A reader that goes away (`retrain ... 2>&1 | head -2`) must not kill a run: without
+ * a listener, Node turns the EPIPE of a log line into an uncaught error. Lines to a
+ * closed stream are dropped.
+ */
+export function keepRunningWithClosedPipes(): void {
+  if (pipesWatched) return;
+  pipesWatched = true;
+  process.stdout.on('error', () => void (stdoutClosed = true));
+  process.stderr.on('error', () => {});
+}
+
+/** Whether stdout's reader went away; label-image then stops quietly, as `cat` does. */
+export function stdoutClosedByReader(): boolean {
+  return stdoutClosed;
+}
+
+/**
+ * process.argv, except that an argument that is not UTF-8 (a file name such as
+ * `caf\xe9.jpg`) keeps its bytes, as util/fsname.ts strings: Node decodes it into
+ * a name that opens no file. Linux keeps the raw arguments in /proc/self/cmdline.
+ */
+export function cliArgv(argv: string[] = process.argv): string[] {
+  if (!argv.some((a) => a.includes('\ufffd'))) return argv;
+  let raw: Buffer;
+  try {
+    raw = fs.readFileSync('/proc/self/cmdline');
+  } catch {
+    return argv;
+  }
+  const parts: Buffer[] = [];
+  for (let start = 0; start < raw.length; ) {
+    const end = raw.indexOf(0, start);
+    parts.push(raw.subarray(start, end < 0 ? raw.length : end));
+    start = end < 0 ? raw.length : end + 1;
+  }
+  const args = parts.slice(parts.length - (argv.length - 2)).map(nameFromBytes);
+  // Only when the tail really is our arguments: each UTF-8 one must match Node's.
+  if (args.length !== argv.length - 2 || args.some((a, i) => !hasRawBytes(a) && a !== argv[i + 2])) return argv;
+  return [argv[0]!, argv[1]!, ...args];
 }

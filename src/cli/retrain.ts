@@ -1,11 +1,12 @@
 /** `retrain`: parses retrain.py's flags (src/flags/retrain.ts) and calls the library. */
 import { Command } from 'commander';
+import { InterruptedError } from '../errors.js';
 import { RETRAIN_FLAGS } from '../flags/retrain.js';
-import { runRetrain } from '../retrain.js';
 import { DEFAULT_MODULE } from '../module/index.js';
+import { runRetrain } from '../retrain.js';
 import { addFlags, optionsFromCommand } from './flags.js';
 import { printModuleList } from './list_modules.js';
-import { configureCommand, onInterrupt, runMain, stderrLogger } from './common.js';
+import { cliArgv, configureCommand, onInterrupt, runMain, stderrLogger } from './common.js';
 
 export function retrainCommand(): Command {
   const cmd = configureCommand(new Command(), 'retrain').description(
@@ -14,7 +15,7 @@ export function retrainCommand(): Command {
   return addFlags(cmd, RETRAIN_FLAGS);
 }
 
-export async function main(argv: string[] = process.argv): Promise<void> {
+export async function main(argv: string[] = cliArgv()): Promise<void> {
   const cmd = retrainCommand();
   const log = stderrLogger('retrain');
   const interrupt = onInterrupt();
@@ -23,8 +24,10 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     const o = optionsFromCommand(cmd, RETRAIN_FLAGS);
     if (o.listModules) return printModuleList(o.moduleCacheDir, DEFAULT_MODULE);
     await runRetrain({ ...o, signal: interrupt.signal }, log);
+    // A signal after the export's last check: the run finished whole, but still report the stop.
+    if (interrupt.signal.aborted) throw new InterruptedError('interrupted after the model was exported: the run had finished whole');
     return 0;
-  });
+  }, interrupt);
   interrupt.dispose();
   log.stop();
 }

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import fg from 'fast-glob';
 import { RetrainError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { fsPath, nameBytes, nameFromBytes, readFailure } from '../util/fsname.js';
 
 export const IMAGE_EXTENSIONS = ['jpg', 'jpeg', 'png', 'webp', 'gif', 'tif', 'tiff', 'avif'] as const;
 /** retrain.py's MAX_NUM_IMAGES_PER_CLASS: the hash is taken modulo this plus one. */
@@ -42,7 +42,8 @@ export function labelFromDir(dir: string): string {
 /** retrain.py's `which_set` percentage for one file: a stable function of its base name. */
 export function splitPercentage(fileName: string): number {
   const hashName = path.basename(fileName).replace(/_nohash_.*$/, '');
-  const digest = createHash('sha1').update(hashName, 'utf8').digest();
+  // The name's own bytes, also when they are not UTF-8 (util/fsname.ts).
+  const digest = createHash('sha1').update(nameBytes(hashName)).digest();
   // int(sha1, 16) % 2**27 is the digest's low 27 bits.
   const h = digest.readUInt32BE(digest.length - 4) & MAX_NUM_IMAGES_PER_CLASS;
   return (h * 100) / MAX_NUM_IMAGES_PER_CLASS;
@@ -55,21 +56,34 @@ export function whichSet(fileName: string, opts: SplitOptions): Category {
   return 'training';
 }
 
+const IMAGE_NAME = new RegExp(`\\.(${IMAGE_EXTENSIONS.join('|')})$`, 'i');
+
+/**
+ * Entries of a folder, names read as bytes: fast-glob and a plain readdir decode
+ * names that are not UTF-8 into names that open no file (util/fsname.ts).
+ */
+function readNames(dir: string): fs.Dirent<Buffer>[] {
+  return fs.readdirSync(fsPath(dir), { withFileTypes: true, encoding: 'buffer' });
+}
+
+/** stat, following links; undefined with the reason when that fails (a broken link, a link loop). */
+function statOrReason(p: string): { stat?: fs.Stats; reason?: string } {
+  try {
+    return { stat: fs.statSync(fsPath(p)) };
+  } catch (err) {
+    return { reason: readFailure(err) };
+  }
+}
+
 /** Image files directly inside `dir`, by extension in any case, hidden files ignored. */
 export async function listImages(dir: string): Promise<string[]> {
-  const pattern = `*.{${IMAGE_EXTENSIONS.join(',')}}`;
-  const names = await fg(pattern, {
-    cwd: dir,
-    caseSensitiveMatch: false,
-    dot: false,
-    onlyFiles: false,
-    followSymbolicLinks: true,
-  });
   const files: string[] = [];
-  for (const name of names) {
-    // A broken symlink is kept so that the bottleneck stage reports it; folders named x.jpg are not images.
-    const st = fs.statSync(path.join(dir, name), { throwIfNoEntry: false });
-    if (st && !st.isFile()) continue;
+  for (const d of readNames(dir)) {
+    const name = nameFromBytes(d.name);
+    if (name.startsWith('.') || !IMAGE_NAME.test(name)) continue;
+    // Broken links and link loops are kept so that the bottleneck stage reports them; folders named x.jpg are not images.
+    const { stat } = statOrReason(path.join(dir, name));
+    if (stat && !stat.isFile()) continue;
     files.push(name);
   }
   return files.sort();
@@ -77,16 +91,23 @@ export async function listImages(dir: string): Promise<string[]> {
 
 /** retrain.py's `create_image_lists`: one class per subfolder, split by file-name hash. */
 export async function createImageLists(imageDir: string, opts: SplitOptions, log: Logger): Promise<ImageLists> {
-  const st = fs.statSync(imageDir, { throwIfNoEntry: false });
+  const st = fs.statSync(fsPath(imageDir), { throwIfNoEntry: false });
   if (!st) throw new UsageError(`--image_dir ${imageDir} does not exist: point it at a folder with one subfolder of images per class`);
   if (!st.isDirectory()) {
     throw new UsageError(`--image_dir ${imageDir} is a file, not a folder: point it at a folder with one subfolder of images per class`);
   }
-  const dirs = fs
-    .readdirSync(imageDir, { withFileTypes: true })
-    .filter((d) => !d.name.startsWith('.') && (d.isDirectory() || (d.isSymbolicLink() && isDir(path.join(imageDir, d.name)))))
-    .map((d) => d.name)
-    .sort();
+  const dirs: string[] = [];
+  for (const d of readNames(imageDir)) {
+    const name = nameFromBytes(d.name);
+    if (name.startsWith('.')) continue;
+    if (d.isDirectory()) dirs.push(name);
+    else if (d.isSymbolicLink()) {
+      const { stat, reason } = statOrReason(path.join(imageDir, name));
+      if (stat?.isDirectory()) dirs.push(name);
+      else if (reason) log.warn(`Skipping ${path.join(imageDir, name)}: ${reason}`);
+    }
+  }
+  dirs.sort();
 
   const byLabel = new Map<string, ImageClass>();
   for (const dir of dirs) {
@@ -123,10 +144,6 @@ export async function createImageLists(imageDir: string, opts: SplitOptions, log
   return { imageDir, classes };
 }
 
-function isDir(p: string): boolean {
-  return fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() ?? false;
-}
-
 export interface ImageRef {
   classIndex: number;
   category: Category;
@@ -149,10 +166,30 @@ export function allImages(lists: ImageLists): ImageRef[] {
   return out;
 }
 
-/** Image files anywhere below `dir`, relative to it, sorted. */
+/**
+ * Image files anywhere below `dir`, relative to it, sorted; hidden entries ignored.
+ * Linked folders are followed once (a link loop ends there); broken links and link
+ * loops named like images are listed, so that reading them reports why.
+ */
 export async function listImagesDeep(dir: string): Promise<string[]> {
-  const names = await fg(`**/*.{${IMAGE_EXTENSIONS.join(',')}}`, { cwd: dir, caseSensitiveMatch: false, dot: false, onlyFiles: true });
-  return names.sort();
+  const out: string[] = [];
+  const seen = new Set<string>();
+  const walk = (rel: string) => {
+    const abs = path.join(dir, rel);
+    const real = fs.realpathSync(fsPath(abs), { encoding: 'buffer' }).toString('latin1');
+    if (seen.has(real)) return;
+    seen.add(real);
+    for (const d of readNames(abs)) {
+      const name = nameFromBytes(d.name);
+      if (name.startsWith('.')) continue;
+      const child = rel ? path.join(rel, name) : name;
+      const { stat } = d.isSymbolicLink() ? statOrReason(path.join(dir, child)) : { stat: undefined };
+      if (d.isDirectory() || stat?.isDirectory()) walk(child);
+      else if (IMAGE_NAME.test(name) && (d.isFile() || d.isSymbolicLink())) out.push(child);
+    }
+  };
+  walk('');
+  return out.sort();
 }
 
 /** The run's view of the images: the split as the summary records it. */

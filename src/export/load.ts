@@ -7,8 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { RetrainError, UsageError, errorMessage } from '../errors.js';
-import type { InputSpec } from '../image/index.js';
-import { modelFormat, modelJsonPathOf, readModelFiles, type LoadedModelFiles } from '../module/io.js';
+import { checkInputSide, type InputSpec } from '../image/index.js';
+import { locateModelJson, modelFormat, readModelFiles, type LoadedModelFiles } from '../module/io.js';
 import { readLabels, type RetrainMetadata } from './metadata.js';
 import { graphDefToArtifacts, readGraphFile, unsupportedOps } from './tfgraph.js';
 
@@ -37,10 +37,9 @@ export interface Classifier {
 const LABEL_IMAGE_DEFAULTS = { inputMean: 0, inputStd: 255, inputSize: 299 };
 
 export async function loadClassifier(opts: ClassifierOptions): Promise<Classifier> {
-  const jsonPath = modelJsonPathOf(opts.graph);
-  if (!fs.existsSync(jsonPath)) {
-    throw new UsageError(`--graph ${opts.graph} does not exist: give the folder (or model.json) that retrain wrote to --output_graph`);
-  }
+  checkInputSide('--input_height', opts.inputHeight);
+  checkInputSide('--input_width', opts.inputWidth);
+  const jsonPath = locateModelJson(opts.graph, '--graph', 'give the folder (or model.json) that retrain wrote to --output_graph');
   const files = isFrozenGraph(jsonPath) ? readFrozenGraph(jsonPath) : readModelFiles(jsonPath);
   const meta = (files.json.userDefinedMetadata as { retrain?: RetrainMetadata } | undefined)?.retrain;
   const format = modelFormat(files.json);

@@ -13,7 +13,7 @@ import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { FeatureExtractor, LayersExtractor } from '../module/index.js';
 import type { LabeledSet } from '../bottleneck/sets.js';
-import { makeRng, type Head } from '../train/index.js';
+import { MAX_CROSS_ENTROPY, divergence, makeRng, type Head } from '../train/index.js';
 import { classWeights, headLoss, makeOptimizer, type ClassWeighting, type OptimizerName } from '../train/options.js';
 import type { ImageBatchSource } from '../image/batches.js';
 import { throwIfInterrupted, yieldToEventLoop } from '../util/abort.js';
@@ -240,6 +240,7 @@ export async function fineTune(ex: FeatureExtractor, head: Head, training: Label
         await tf.setBackend(mainBackend);
       }
       tf.dispose([x, y, ...frontier]);
+      if (!(cost <= MAX_CROSS_ENTROPY)) throw divergence(`the fine-tuning cross entropy is ${cost} at step ${step}`, o.learningRate, '--fine_tune_learning_rate');
       await checkpoint(step);
       if (step % o.evalStepInterval === 0 || step + 1 === o.steps) {
         history.push({ step, crossEntropy: cost });

@@ -9,10 +9,10 @@ import { BACKENDS } from '../backend.js';
 import { DEFAULT_MODULE, parseRange } from '../module/index.js';
 import { moduleNameProblem } from '../module/catalog.js';
 import { defaultModuleCacheDir } from '../module/download.js';
-import { CLASS_WEIGHTINGS, OPTIMIZERS } from '../train/options.js';
+import { CLASS_WEIGHTINGS, MAX_BOTTLENECK_BATCH, MAX_HIDDEN_UNITS, MAX_IMAGE_BATCH, OPTIMIZERS } from '../train/options.js';
 import {
   above0,
-  allOrAbove0,
+  batchOf,
   bool,
   choice,
   custom,
@@ -48,9 +48,6 @@ const tmp = (name: string) => () => path.join(os.tmpdir(), name);
 /** Enough distinct views per image for a 4000-step run, at 10x the plain bottleneck cost, paid once (docs/benchmarks.md). */
 export const DEFAULT_DISTORTION_VARIANTS = 10;
 
-/** Largest batch we accept: beyond it a batch's tensor would not fit a typed array of float32 bottlenecks. */
-const MAX_BATCH = 1_000_000;
-const batchSize = (v: number) => above0(v) ?? (v > MAX_BATCH ? `is too large: use at most ${MAX_BATCH}` : undefined);
 
 export const RETRAIN_FLAGS = {
   // Images and split
@@ -71,7 +68,7 @@ export const RETRAIN_FLAGS = {
   // Bottlenecks
   bottleneckDir: filePath({ group: G.bottlenecks, arg: '<dir>', default: tmp('bottleneck'), help: 'where to cache bottleneck files' }),
   bottlenecksOnly: bool({ group: G.bottlenecks, help: 'stop after computing and caching the bottlenecks' }),
-  bottleneckBatchSize: int({ group: G.bottlenecks, default: 4, check: batchSize, help: 'images per inference call when computing bottlenecks' }),
+  bottleneckBatchSize: int({ group: G.bottlenecks, default: 4, check: batchOf(MAX_IMAGE_BATCH), help: 'images per inference call when computing bottlenecks' }),
   numWorkers: int({ group: G.bottlenecks, check: zeroOrMore('the module runs on the main thread'), help: 'threads that compute bottlenecks (0: the main thread; default: one per core)' }),
   shardIndex: int({ group: G.bottlenecks, arg: '<i>', default: 0, help: 'with --bottlenecks_only: compute only the images of shard i (0 to --shard_count - 1)' }),
   shardCount: int({ group: G.bottlenecks, default: 1, check: (v) => (Number.isInteger(v) && v >= 1 ? undefined : 'must be a whole number of at least 1'), help: 'with --bottlenecks_only: split the images into n shards for several processes or machines' }),
@@ -79,14 +76,14 @@ export const RETRAIN_FLAGS = {
   // Training
   howManyTrainingSteps: int({ group: G.training, default: 4000, check: above0, help: 'training steps' }),
   learningRate: float({ group: G.training, default: 0.01, check: positiveRate, help: 'learning rate' }),
-  trainBatchSize: int({ group: G.training, default: 100, check: batchSize, help: 'images per training step' }),
+  trainBatchSize: int({ group: G.training, default: 100, check: batchOf(MAX_BOTTLENECK_BATCH), help: 'images per training step' }),
   evalStepInterval: int({ group: G.training, default: 10, check: above0, help: 'evaluate every n steps' }),
-  validationBatchSize: int({ group: G.training, default: 100, check: (v) => allOrAbove0(v) ?? (v > MAX_BATCH ? `is too large: use at most ${MAX_BATCH}, or -1` : undefined), help: 'validation images per evaluation (-1: all)' }),
-  testBatchSize: int({ group: G.training, default: -1, check: allOrAbove0, help: 'test images for the final test (-1: all)' }),
+  validationBatchSize: int({ group: G.training, default: 100, check: batchOf(MAX_BOTTLENECK_BATCH, true), help: 'validation images per evaluation (-1: all)' }),
+  testBatchSize: int({ group: G.training, default: -1, check: batchOf(MAX_BOTTLENECK_BATCH, true), help: 'test images for the final test (-1: all)' }),
   printMisclassifiedTestImages: bool({ group: G.training, help: 'list the misclassified test images' }),
   seed: int({ group: G.training, default: 0, help: 'random seed: the same seed gives the same results' }),
   optimizer: choice(OPTIMIZERS, { group: G.training, default: 'sgd', help: 'optimizer of the head (and of fine-tuning)' }),
-  hiddenUnits: int({ group: G.training, default: 0, check: zeroOrMore('no hidden layer'), help: 'add a ReLU hidden layer of n units before final_result (0: none)' }),
+  hiddenUnits: int({ group: G.training, default: 0, check: (v) => zeroOrMore('no hidden layer')(v) ?? (v > MAX_HIDDEN_UNITS ? `is too large: give at most ${MAX_HIDDEN_UNITS}` : undefined), help: 'add a ReLU hidden layer of n units before final_result (0: none)' }),
   dropout: float({ group: G.training, arg: '<rate>', default: 0, check: fraction, help: "dropout rate on the head's inputs while training" }),
   labelSmoothing: float({ group: G.training, default: 0, check: fraction, help: 'label smoothing of the cross entropy (0: none)' }),
   classWeighting: choice(CLASS_WEIGHTINGS, { group: G.training, arg: '<mode>', default: 'none', help: 'weight the loss so every class counts equally (balanced)' }),
@@ -104,7 +101,7 @@ export const RETRAIN_FLAGS = {
   fineTuneLayers: int({ group: G.fineTuning, default: 0, check: zeroOrMore('off'), help: 'after training the head, unfreeze the top n layers (with weights) of a layers-model module and train end to end on images (0: off)' }),
   fineTuneSteps: int({ group: G.fineTuning, default: 100, check: above0, help: 'fine-tuning steps' }),
   fineTuneLearningRate: float({ group: G.fineTuning, check: positiveRate, help: 'fine-tuning learning rate (default: a tenth of --learning_rate)' }),
-  fineTuneBatchSize: int({ group: G.fineTuning, default: 16, check: batchSize, help: 'images per fine-tuning step' }),
+  fineTuneBatchSize: int({ group: G.fineTuning, default: 16, check: batchOf(MAX_IMAGE_BATCH), help: 'images per fine-tuning step' }),
 
   // Outputs
   outputGraph: filePath({ group: G.outputs, arg: '<dir>', default: tmp('output_graph'), help: 'where to save the trained model: a folder for TF.js, or a .pb file for a frozen TensorFlow graph (graph-model modules)' }),

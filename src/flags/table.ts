@@ -27,8 +27,8 @@ export interface Flag<T> {
   parse(text: string): T;
   /** Value → the text a user types after the flag (the report shows it). */
   format(value: T): string;
-  /** Returns why a parsed value is not allowed (without the flag name), or undefined. */
-  check?(value: T): string | undefined;
+  /** Returns why a parsed value is not allowed (said after the flag and value), or undefined. */
+  check?(value: T, flag: string): string | undefined;
 }
 
 export type FlagTable = Record<string, Flag<unknown>>;
@@ -44,7 +44,7 @@ export function flagName(key: string): string {
   return '--' + key.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
 }
 
-type Spec<T> = { help: string; group: string; arg?: string; default?: T | (() => T); required?: string; check?: (v: T) => string | undefined };
+type Spec<T> = { help: string; group: string; arg?: string; default?: T | (() => T); required?: string; check?: (v: T, flag: string) => string | undefined };
 
 export function wholeNumber(text: string): number {
   const n = Number(text);
@@ -88,7 +88,7 @@ export function filePath(s: Spec<string>): Flag<string> {
     ...s,
     parse: expandHome,
     format: (v) => v,
-    check: (v) => (v.trim() === '' ? 'is empty: give a path (is a shell variable unset?)' : own?.(v)),
+    check: (v, flag) => (v.trim() === '' ? 'is empty: give a path (is a shell variable unset?)' : own?.(v, flag)),
   };
 }
 
@@ -134,7 +134,7 @@ export function validateOptions<T extends FlagTable, O extends OptionsOf<T>>(tab
     if (flag.choices && !flag.choices.includes(v as string)) {
       throw new UsageError(`${name} ${String(v)} is not one of ${flag.choices.join(', ')}`);
     }
-    const why = flag.check?.(v);
+    const why = flag.check?.(v, name);
     const shown = flag.format(v);
     if (why) throw new UsageError(shown === '' ? `${name} ${why}` : `${name} ${shown} ${why}`);
   }
@@ -167,13 +167,16 @@ export const above0 = (v: number): string | undefined => (Number.isInteger(v) &&
 /** 0 to turn something off, or a positive whole number. */
 export const zeroOrMore = (off: string) => (v: number): string | undefined =>
   Number.isInteger(v) && v >= 0 ? undefined : `must be 0 (${off}) or a whole number above 0`;
-/** -1 for all, or a positive whole number. */
-export const allOrAbove0 = (v: number): string | undefined =>
-  Number.isInteger(v) && (v > 0 || v === -1) ? undefined : 'must be above 0, or -1 for the whole set';
 /** A fraction in [0, 1). */
 export const fraction = (v: number): string | undefined => (v >= 0 && v < 1 ? undefined : 'must be at least 0 and below 1');
 /** A percentage in [0, 100]. */
 export const percentage = (v: number): string | undefined => (v >= 0 && v <= 100 ? undefined : 'is out of range: give a percentage from 0 to 100');
-/** A rate that float32 can hold: above 0 and finite as float32. */
-export const positiveRate = (v: number): string | undefined =>
-  v > 0 && Number.isFinite(Math.fround(v)) ? undefined : 'must be a number above 0 (and below 3.4e38, the float32 maximum)';
+/** A rate above 0 that float32, which training computes in, can hold: 1e39 is finite as a double only. */
+export const positiveRate = (v: number, flag: string): string | undefined =>
+  !(v > 0) ? 'must be a number above 0' : Number.isFinite(Math.fround(v)) ? undefined : `is beyond float32 range (training computes in float32): lower ${flag}`;
+/** A batch of 1 to `max`, or -1 (the whole set) where `wholeSet`. */
+export const batchOf = (max: number, wholeSet = false) => (v: number): string | undefined => {
+  if (wholeSet && v === -1) return undefined;
+  if (!Number.isInteger(v) || v <= 0) return wholeSet ? 'must be above 0, or -1 for the whole set' : 'must be a whole number above 0';
+  return v > max ? `is too large: give at most ${max}${wholeSet ? ', or -1 for the whole set' : ''}` : undefined;
+};

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import sharp from 'sharp';
-import { ImageError, errorMessage } from '../errors.js';
+import { ImageError, UsageError, errorMessage } from '../errors.js';
+import { fsPath, readFailure } from '../util/fsname.js';
 
 /** Decoded pixels: interleaved 8-bit RGB, row-major. */
 export interface RgbImage {
@@ -20,6 +21,15 @@ export interface InputSpec {
 /** Decompression-bomb bound: larger images are refused before decoding (about 300 MB of RGB). */
 export const MAX_INPUT_PIXELS = 100_000_000;
 
+/** Module input sides beyond this are typos, not models: refused before allocating. */
+export const MAX_INPUT_SIDE = 4096;
+
+/** --input_height/--input_width: a whole number from 1 to MAX_INPUT_SIDE. */
+export function checkInputSide(flag: string, v: number | undefined): void {
+  if (v === undefined) return;
+  if (!Number.isInteger(v) || v <= 0 || v > MAX_INPUT_SIDE) throw new UsageError(`${flag} ${v} must be a whole number from 1 to ${MAX_INPUT_SIDE}`);
+}
+
 /** mean/std that map [0, 255] onto [min, max]. */
 export function rangeToMeanStd(range: readonly [number, number]): { mean: number; std: number } {
   const [min, max] = range;
@@ -27,21 +37,75 @@ export function rangeToMeanStd(range: readonly [number, number]): { mean: number
   return { mean: -min * std, std };
 }
 
+/** Larger files are refused before reading: no photo is this big, and a sparse 2 GB ".jpg" must not fill memory. */
+export const MAX_IMAGE_BYTES = 256 * 1024 * 1024;
+
+/** Why a file of this size cannot be an image we read, or undefined. */
+export function sizeProblem(size: number): string | undefined {
+  if (size === 0) return 'empty file (0 bytes)';
+  if (size > MAX_IMAGE_BYTES) return `file is ${(size / 2 ** 20).toFixed(0)} MB, over the ${MAX_IMAGE_BYTES / 2 ** 20} MB limit for an image: not read`;
+  return undefined;
+}
+
+/** Whether the first bytes are those of a format sharp decodes (JPEG, PNG, WebP, GIF, TIFF, HEIF/AVIF, SVG). */
+function knownHeader(h: Buffer): boolean {
+  const at = (offset: number, bytes: number[] | string) => h.subarray(offset, offset + bytes.length).equals(Buffer.from(bytes as never));
+  return (
+    at(0, [0xff, 0xd8, 0xff]) ||
+    at(0, [0x89, 0x50, 0x4e, 0x47]) ||
+    at(0, 'GIF8') ||
+    (at(0, 'RIFF') && at(8, 'WEBP')) ||
+    at(0, [0x49, 0x49, 0x2a, 0x00]) ||
+    at(0, [0x4d, 0x4d, 0x00, 0x2a]) ||
+    at(0, [0x49, 0x49, 0x2b, 0x00]) ||
+    at(0, [0x4d, 0x4d, 0x00, 0x2b]) ||
+    at(4, 'ftyp') ||
+    /^(\ufeff)?\s*</.test(h.toString('utf8'))
+  );
+}
+
+/**
+ * Reads an image file whole, after checking its size and first bytes: memory stays
+ * bounded whatever the file is. Names that are not UTF-8 work (util/fsname.ts).
+ */
+export async function readImageFile(file: string): Promise<Buffer> {
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(fsPath(file), 'r');
+  } catch (err) {
+    throw new ImageError(file, readFailure(err), { cause: err });
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw new ImageError(file, 'not a regular file');
+    const problem = sizeProblem(st.size);
+    if (problem) throw new ImageError(file, problem);
+    const head = Buffer.alloc(Math.min(st.size, 64));
+    await handle.read(head, 0, head.length, 0);
+    if (!knownHeader(head)) throw new ImageError(file, 'not an image sharp can decode (unknown file header)');
+    // Positional reads up to the size checked above, whatever the file does meanwhile.
+    const data = Buffer.allocUnsafe(st.size);
+    let got = 0;
+    while (got < data.length) {
+      const { bytesRead } = await handle.read(data, got, data.length - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return data.subarray(0, got);
+  } catch (err) {
+    if (err instanceof ImageError) throw err;
+    throw new ImageError(file, readFailure(err), { cause: err });
+  } finally {
+    await handle.close();
+  }
+}
+
 /**
  * Decodes any image sharp reads into upright 8-bit sRGB: EXIF orientation applied,
  * CMYK/grey/palette converted, alpha dropped, 16-bit reduced to 8-bit.
  */
 export async function decodeImage(file: string): Promise<RgbImage> {
-  let input: Buffer;
-  try {
-    input = await fs.readFile(file);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const reason =
-      code === 'ENOENT' ? 'file not found (a broken symlink?)' : code === 'EACCES' ? 'permission denied' : errorMessage(err);
-    throw new ImageError(file, `cannot read: ${reason}`, { cause: err });
-  }
-  if (input.length === 0) throw new ImageError(file, 'empty file (0 bytes)');
+  const input = await readImageFile(file);
   try {
     const { data, info } = await sharp(input, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error', autoOrient: true })
       .toColourspace('srgb')

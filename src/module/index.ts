@@ -9,9 +9,9 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { RetrainError, UsageError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { rangeToMeanStd, type InputSpec } from '../image/index.js';
+import { MAX_INPUT_SIDE, checkInputSide, rangeToMeanStd, type InputSpec } from '../image/index.js';
 import { activeBackend } from '../backend.js';
-import { modelFormat, modelJsonPathOf, readModelFiles, type LoadedModelFiles } from './io.js';
+import { locateModelJson, modelFormat, readModelFiles, type LoadedModelFiles } from './io.js';
 import { downloadModule, isModuleUrl } from './download.js';
 import { flattenTopology } from './flatten.js';
 import { declaredVectorSize, layersForward, type FusedMode } from './fused.js';
@@ -114,17 +114,11 @@ async function resolveSpec(opts: ModuleOptions): Promise<string> {
   if (isModuleUrl(opts.spec)) return downloadModule(opts.spec, { cacheDir: opts.cacheDir, timeoutMs: opts.timeoutMs, signal: opts.signal, log: opts.log });
   const p = path.resolve(opts.spec);
   const st = fs.statSync(p, { throwIfNoEntry: false });
-  if (!st) {
-    throw new UsageError(
-      `--tfhub_module ${opts.spec} does not exist: give a TF Hub or Kaggle URL, or a local TF.js model folder or model.json`,
-    );
+  if (st?.isDirectory() && !fs.existsSync(path.join(p, 'model.json'))) {
+    if (fs.statSync(path.join(p, 'saved_model.pb'), { throwIfNoEntry: false })?.isFile()) return p;
+    if (path.basename(p) !== 'model.json') throw new UsageError(`--tfhub_module ${opts.spec} has no model.json or saved_model.pb: is it a model folder?`);
   }
-  if (st.isDirectory()) {
-    if (fs.existsSync(path.join(p, 'model.json'))) return path.join(p, 'model.json');
-    if (fs.existsSync(path.join(p, 'saved_model.pb'))) return p;
-    throw new UsageError(`--tfhub_module ${opts.spec} has no model.json or saved_model.pb: is it a model folder?`);
-  }
-  return p;
+  return locateModelJson(p, '--tfhub_module', 'give a TF Hub or Kaggle URL, or a local TF.js model folder or model.json');
 }
 
 function layersInputSize(model: tf.LayersModel): [number | null, number | null] {
@@ -139,6 +133,8 @@ function graphInputSize(model: tf.GraphModel): [number | null, number | null] {
 }
 
 function pickSize(fromModel: [number | null, number | null], opts: ModuleOptions, where: string): [number, number] {
+  checkInputSide('--input_height', opts.inputHeight);
+  checkInputSide('--input_width', opts.inputWidth);
   const h = opts.inputHeight ?? fromModel[0];
   const w = opts.inputWidth ?? fromModel[1];
   if (!h || !w) {
@@ -148,6 +144,9 @@ function pickSize(fromModel: [number | null, number | null], opts: ModuleOptions
     throw new UsageError(
       `--input_height/--input_width ${h}x${w} differ from the module's fixed input ${fromModel[0]}x${fromModel[1]}: drop the flags`,
     );
+  }
+  if (h > MAX_INPUT_SIDE || w > MAX_INPUT_SIDE) {
+    throw new RetrainError(`module ${where} takes ${h}x${w} images, beyond any image model (at most ${MAX_INPUT_SIDE} a side): is its model.json corrupt?`);
   }
   return [h, w];
 }
@@ -194,7 +193,7 @@ export async function loadFeatureExtractor(opts: ModuleOptions): Promise<Feature
   const resolved = await resolveSpec(opts);
   if (fs.statSync(resolved).isDirectory()) return loadSavedModel(resolved, opts);
 
-  const files = readModelFiles(modelJsonPathOf(resolved));
+  const files = readModelFiles(resolved);
   const format = modelFormat(files.json);
   const where = opts.spec;
   const loadErr = (err: unknown): never => {

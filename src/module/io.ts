@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { RetrainError, errorMessage } from '../errors.js';
+import { RetrainError, UsageError, errorMessage } from '../errors.js';
 import { writeAtomic } from '../util/fsutil.js';
 
 export type ModelJson = tf.io.ModelJSON & { userDefinedMetadata?: Record<string, unknown> };
@@ -70,19 +70,76 @@ export function parseModelJson(text: string, file: string): ModelJson {
     throw new RetrainError(`${file} is not valid JSON (${errorMessage(err)}): is it a TF.js model.json?`);
   }
   const j = json as ModelJson;
-  if (!j || typeof j !== 'object' || !j.modelTopology || !Array.isArray(j.weightsManifest)) {
+  if (!j || typeof j !== 'object' || !j.modelTopology || typeof j.modelTopology !== 'object' || !Array.isArray(j.weightsManifest)) {
     throw new RetrainError(`${file} is not a TF.js model.json (no modelTopology or weightsManifest)`);
   }
-  for (const g of j.weightsManifest) {
-    if (!Array.isArray(g.paths) || !Array.isArray(g.weights)) throw new RetrainError(`${file}: malformed weightsManifest`);
+  const broken = (what: string) => new RetrainError(`${file}: ${what}; the model.json is corrupt: re-download or re-export the model`);
+  j.weightsManifest.forEach((g, i) => {
+    if (!isObject(g) || !Array.isArray(g.paths) || !Array.isArray(g.weights)) throw broken(`weightsManifest entry ${i + 1} is not a {paths, weights} group`);
     for (const p of g.paths) checkWeightPath(p, file);
-    for (const w of g.weights) {
+    g.weights.forEach((w, k) => {
+      if (!isObject(w) || typeof w.name !== 'string') throw broken(`weight ${k + 1} of weightsManifest entry ${i + 1} has no name`);
       if (!Array.isArray(w.shape) || !w.shape.every((d) => Number.isInteger(d) && d >= 0)) {
         throw new RetrainError(`${file}: weight ${w.name} has an invalid shape ${JSON.stringify(w.shape)}`);
       }
+      const dtype = w.quantization?.dtype ?? w.dtype;
+      if (DTYPE_BYTES[dtype] === undefined) throw broken(`weight ${w.name} has ${dtype === undefined ? 'no dtype' : `dtype ${JSON.stringify(dtype)}`}, which TF.js cannot load`);
+    });
+  });
+  if (modelFormat(j) === 'layers-model') checkLayersTopology(j, file);
+  return j;
+}
+
+function isObject(v: unknown): v is Record<string, any> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Config keys that size a layer's weights or activations. */
+const SIZE_KEYS = ['units', 'filters', 'depth_multiplier', 'output_dim', 'input_dim', 'kernel_size', 'pool_size', 'strides', 'size', 'n', 'target_shape', 'dims', 'batch_input_shape', 'dilation_rate', 'cropping', 'padding'];
+/** Keys whose value must be a dimension of one of the layer's weights. */
+const WEIGHT_DIM_KEYS = ['units', 'filters', 'depth_multiplier', 'output_dim'];
+/** No layer of an image model has a dimension this large; building one would allocate gigabytes. */
+export const MAX_LAYER_DIM = 65_536;
+
+/** Every layer config in a layers-model topology, nested models included. */
+function layerConfigs(node: unknown, out: Array<{ className: string; config: Record<string, any> }> = []) {
+  if (Array.isArray(node)) node.forEach((n) => layerConfigs(n, out));
+  else if (isObject(node)) {
+    if (typeof node['class_name'] === 'string' && isObject(node['config'])) out.push({ className: node['class_name'], config: node['config'] });
+    for (const v of Object.values(node)) if (typeof v === 'object') layerConfigs(v, out);
+  }
+  return out;
+}
+
+/**
+ * tfjs builds every layer, allocating its weights from the topology, before it
+ * compares them with the manifest: a 2 KB model.json saying Dense(units=1e8) would
+ * allocate gigabytes first. So the topology is checked against the manifest here.
+ */
+export function checkLayersTopology(j: ModelJson, file: string): void {
+  const weights = j.weightsManifest.flatMap((g) => g.weights);
+  for (const { className, config } of layerConfigs(j.modelTopology)) {
+    const name = typeof config['name'] === 'string' ? config['name'] : className;
+    for (const key of SIZE_KEYS) {
+      const dims = [config[key]].flat(3).filter((d) => typeof d === 'number');
+      const bad = dims.find((d) => !Number.isFinite(d) || d > MAX_LAYER_DIM);
+      if (bad !== undefined) {
+        throw new RetrainError(`${file}: layer ${name} (${className}) has ${key} ${JSON.stringify(config[key])}, beyond any image model (at most ${MAX_LAYER_DIM}); the model.json is corrupt or hostile`);
+      }
+    }
+    const own = weights.filter((w) => w.name.startsWith(`${name}/`) || w.name.includes(`/${name}/`));
+    for (const key of WEIGHT_DIM_KEYS) {
+      const v = config[key];
+      if (typeof v !== 'number') continue;
+      if (own.length === 0) {
+        throw new RetrainError(`${file}: layer ${name} (${className}) has ${key} ${v} but the weights manifest has no weights for it; the model.json does not match its weights`);
+      }
+      if (!own.some((w) => w.shape.includes(v))) {
+        const shapes = own.map((w) => `${w.name} [${w.shape.join(',')}]`).join(', ');
+        throw new RetrainError(`${file}: layer ${name} (${className}) has ${key} ${v} but its weights are ${shapes}; the model.json does not match its weights`);
+      }
     }
   }
-  return j;
 }
 
 export function modelFormat(j: ModelJson): 'graph-model' | 'layers-model' {
@@ -106,6 +163,9 @@ export interface LoadedModelFiles {
  */
 export function checkModelFiles(modelJsonPath: string): { dir: string; json: ModelJson; jsonText: string; shards: string[] } {
   const dir = path.dirname(modelJsonPath);
+  if (fs.statSync(modelJsonPath, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new RetrainError(`${modelJsonPath} is a folder, not a model.json file: point at a TF.js model folder or its model.json`);
+  }
   let jsonText: string;
   try {
     jsonText = fs.readFileSync(modelJsonPath, 'utf8');
@@ -165,6 +225,23 @@ export function readModelFiles(modelJsonPath: string): LoadedModelFiles {
     trainingConfig: json.trainingConfig,
   };
   return { dir, json, jsonText, artifacts };
+}
+
+/**
+ * The model.json a flag names: a model folder's, or the file itself. A path that is
+ * missing, a folder without model.json, or a model.json that is a folder gets one
+ * line naming the flag; `what` says what to give instead.
+ */
+export function locateModelJson(p: string, flag: string, what: string): string {
+  const st = fs.statSync(p, { throwIfNoEntry: false });
+  if (!st) throw new UsageError(`${flag} ${p} does not exist: ${what}`);
+  if (!st.isDirectory()) return p;
+  if (path.basename(p) === 'model.json') throw new UsageError(`${flag} ${p} is a folder, not a model.json file: ${what}`);
+  const json = path.join(p, 'model.json');
+  const inner = fs.statSync(json, { throwIfNoEntry: false });
+  if (!inner) throw new UsageError(`${flag} ${p} is a folder without a model.json: ${what}`);
+  if (inner.isDirectory()) throw new UsageError(`${flag} ${p}: its model.json is a folder, not a file: ${what}`);
+  return json;
 }
 
 export function modelJsonPathOf(p: string): string {

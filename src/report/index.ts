@@ -7,6 +7,7 @@ import path from 'node:path';
 import escapeHtml from 'escape-html';
 import { stringify } from 'csv-stringify/sync';
 import sharp from 'sharp';
+import { readImageFile } from '../image/index.js';
 import type { RunSummary } from '../summary/index.js';
 import { writeAtomic } from '../util/fsutil.js';
 import { lineChart } from './chart.js';
@@ -41,7 +42,7 @@ function shellQuote(v: string): string {
 
 async function thumbnail(file: string): Promise<string | null> {
   try {
-    const jpg = await sharp(file).rotate().resize(THUMB, THUMB, { fit: 'inside' }).jpeg({ quality: 70 }).toBuffer();
+    const jpg = await sharp(await readImageFile(file)).rotate().resize(THUMB, THUMB, { fit: 'inside' }).jpeg({ quality: 70 }).toBuffer();
     return `data:image/jpeg;base64,${jpg.toString('base64')}`;
   } catch {
     return null;

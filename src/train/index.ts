@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
-import { UsageError } from '../errors.js';
+import { RetrainError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { throwIfInterrupted, yieldToEventLoop } from '../util/abort.js';
 import type { LabeledSet } from '../bottleneck/sets.js';
@@ -223,6 +223,7 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
       history.push(point);
       log.info(`Step ${i}: Train accuracy = ${(train.accuracy * 100).toFixed(1)}%`);
       log.info(`Step ${i}: Cross entropy = ${train.crossEntropy.toFixed(6)}`);
+      if (!(train.crossEntropy <= MAX_CROSS_ENTROPY)) throw divergence(`the cross entropy is ${train.crossEntropy} at step ${i}`, opts.learningRate);
       if (val.n > 0) log.info(`Step ${i}: Validation accuracy = ${(val.accuracy * 100).toFixed(1)}% (N=${val.n})`);
       await opts.onEval?.(point, head);
       if (patience > 0) {
@@ -242,6 +243,7 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
     log.progress?.('training', i + 1, opts.steps);
     const freq = opts.intermediateStoreFrequency ?? 0;
     if (freq > 0 && i % freq === 0 && i > 0 && opts.onIntermediate) {
+      await checkFinite(head, `step ${i}`, opts.learningRate);
       log.info(`Save intermediate result to : intermediate_${i}`);
       await opts.onIntermediate(i, head);
     }
@@ -249,8 +251,31 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
   }
   optimizer.dispose();
   if (best) head.assign(best);
+  await checkFinite(head, 'the end of training', opts.learningRate);
   const final = history[history.length - 1]!;
   return patience > 0 ? { head, history, final, bestStep: stopper.bestStep, stoppedEarly } : { head, history, final };
+}
+
+/**
+ * Beyond these, training has run away: a mean cross entropy of 1e4 nats, or weights
+ * of 1e12 on bottleneck values of order 1, come only from a learning rate far too
+ * large, long before float32 turns them into infinity and NaN.
+ */
+export const MAX_CROSS_ENTROPY = 1e4;
+export const MAX_HEAD_WEIGHT = 1e12;
+
+/** Training that ran off to NaN or infinity: nothing may be exported from it. */
+export function divergence(what: string, learningRate: number, flag = '--learning_rate'): RetrainError {
+  return new RetrainError(`training diverged (${what}): lower ${flag} (now ${learningRate}); nothing was exported`);
+}
+
+/** Weights are checked where they leave training (intermediate exports and the end); the loss at every evaluation. */
+async function checkFinite(head: Head, where: string, learningRate: number): Promise<void> {
+  const v = await head.values();
+  const arrays = [v.weights, v.biases, ...(v.hidden ? [v.hidden.weights, v.hidden.biases] : [])];
+  if (!arrays.every((a) => a.every((w) => Math.abs(w) <= MAX_HEAD_WEIGHT))) {
+    throw divergence(`the head's weights are infinite, NaN or above ${MAX_HEAD_WEIGHT} at ${where}`, learningRate);
+  }
 }
 
 export interface Prediction {

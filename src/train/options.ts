@@ -23,6 +23,15 @@ export interface HeadTrainingOptions {
   earlyStoppingPatience?: number;
 }
 
+/**
+ * Sane upper bounds for batch flags: a typo such as --train_batch_size 100000000 is a
+ * usage error, not an allocation of gigabytes. Rows of bottlenecks are small (a few KB);
+ * images at the module's input size are not.
+ */
+export const MAX_BOTTLENECK_BATCH = 65_536;
+export const MAX_IMAGE_BATCH = 256;
+export const MAX_HIDDEN_UNITS = 16_384;
+
 /** Momentum 0.9 and Adam's defaults: the values the Keras tutorials use. */
 export function makeOptimizer(name: OptimizerName, learningRate: number): tf.Optimizer {
   switch (name) {
