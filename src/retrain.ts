@@ -19,7 +19,8 @@ import { loadFeatureExtractor } from './module/index.js';
 import { moduleSummary, predictionSummary, splitSummary, writeSummary, type RunSummary } from './summary/index.js';
 import { throwIfInterrupted } from './util/abort.js';
 import { predictSet, trainHead, validateTrainOptions, type LabeledSet } from './train/index.js';
-import { writeReport } from './report/index.js';
+import { writeCheckReport, writeReport } from './report/index.js';
+import { checkDataset, defaultCheckFlags, validateCheckFlags, type DatasetCheckFlags } from './check/index.js';
 import { TrainingSummaries } from './tensorboard/index.js';
 import { splitModule, validateFineTuneOptions } from './finetune/index.js';
 import { fineTuneStage } from './finetune/stage.js';
@@ -87,6 +88,10 @@ export interface RetrainOptions {
   fineTuneLearningRate?: number;
   fineTuneBatchSize: number;
   quantizeBytes?: QuantizeBytes;
+  /** --check_dataset, --skip_dataset_check and the check's settings (src/check). */
+  datasetCheck: DatasetCheckFlags;
+  /** --exclude_list: a file naming images this run skips. */
+  excludeList?: string;
 }
 
 export function defaultRetrainOptions(): Omit<RetrainOptions, 'imageDir' | 'tfhubModule' | 'moduleCacheDir'> {
@@ -126,6 +131,7 @@ export function defaultRetrainOptions(): Omit<RetrainOptions, 'imageDir' | 'tfhu
     fineTuneLayers: 0,
     fineTuneSteps: 100,
     fineTuneBatchSize: 16,
+    datasetCheck: defaultCheckFlags(),
   };
 }
 
@@ -138,6 +144,7 @@ function validate(o: RetrainOptions): void {
   validateTrainOptions(headTrainingOptions(o));
   validateFineTuneOptions({ layers: o.fineTuneLayers, steps: o.fineTuneSteps, learningRate: fineTuneRate(o), batchSize: o.fineTuneBatchSize });
   validateQuantizeBytes(o.quantizeBytes);
+  validateCheckFlags(o.datasetCheck, o.bottlenecksOnly);
   if (!Number.isInteger(o.testBatchSize) || (o.testBatchSize <= 0 && o.testBatchSize !== -1)) {
     throw new UsageError(`--test_batch_size ${o.testBatchSize} must be above 0, or -1 for the whole set`);
   }
@@ -275,6 +282,16 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
       await finish();
       return { summary, misclassified: [] };
     }
+    const reportDir = o.reportDir ?? path.dirname(path.resolve(o.outputGraph));
+    if (o.datasetCheck.mode !== 'off') {
+      const csv = path.join(reportDir, 'dataset_check.csv');
+      summary.dataset_check = await timed('dataset_check', () => checkDataset(lists, bottlenecks, { ...o.datasetCheck, seed: o.seed, csv, signal: o.signal, log }));
+    }
+    if (o.datasetCheck.mode === 'only') {
+      log.info(`Wrote the dataset check to ${await writeCheckReport(reportDir, summary.dataset_check!)}`);
+      await finish();
+      return { summary, misclassified: [] };
+    }
 
     const sets = Object.fromEntries(CATEGORIES.map((c) => [c, labeledSet(lists, bottlenecks, c)])) as Record<Category, LabeledSet>;
     const missing = lists.classes.filter((_, k) => !sets.training.y.includes(k)).map((c) => c.label);
@@ -376,7 +393,6 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
     log.info(`Wrote the retrained model to ${o.outputGraph} and its labels to ${o.outputLabels}`);
     summary.outputs = { output_graph: o.outputGraph, output_labels: o.outputLabels, intermediate };
     head.dispose();
-    const reportDir = o.reportDir ?? path.dirname(path.resolve(o.outputGraph));
     const report = await timed('report', () => writeReport(reportDir, { summary, labels, flags: { ...o } }));
     log.info(`Wrote the report to ${report.html}`);
     await finish();

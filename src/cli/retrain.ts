@@ -7,9 +7,11 @@ import { defaultRetrainOptions, runRetrain, type RetrainOptions } from '../retra
 import { expandHome } from '../util/fsutil.js';
 import { CLASS_WEIGHTINGS, OPTIMIZERS, type ClassWeighting, type OptimizerName } from '../train/options.js';
 import type { QuantizeBytes } from '../export/quantize.js';
+import { checkMode } from '../check/index.js';
 import { configureCommand, floatArg, intArg, onInterrupt, runMain, stderrLogger } from './common.js';
 
 const d = defaultRetrainOptions();
+const c = d.datasetCheck;
 
 export function retrainCommand(): Command {
   return configureCommand(new Command(), 'retrain')
@@ -69,7 +71,14 @@ export function retrainCommand(): Command {
     .option('--fine_tune_steps <n>', 'fine-tuning steps', intArg('--fine_tune_steps'), d.fineTuneSteps)
     .option('--fine_tune_learning_rate <x>', 'fine-tuning learning rate (default: a tenth of --learning_rate)', floatArg('--fine_tune_learning_rate'))
     .option('--fine_tune_batch_size <n>', 'images per fine-tuning step', intArg('--fine_tune_batch_size'), d.fineTuneBatchSize)
-    .option('--quantize_bytes <n>', 'store the exported weights as uint8 (1) or float16 (2)', intArg('--quantize_bytes'));
+    .option('--quantize_bytes <n>', 'store the exported weights as uint8 (1) or float16 (2)', intArg('--quantize_bytes'))
+    .option('--check_dataset', 'check the images for duplicates, leaks between splits, likely mislabels and outliers, then stop', false)
+    .option('--skip_dataset_check', 'do not run the dataset check before training', false)
+    .option('--near_duplicate_threshold <x>', 'bottleneck cosine similarity at or above which two images are near duplicates', floatArg('--near_duplicate_threshold'), c.nearDuplicateThreshold)
+    .option('--check_folds <k>', 'heads the dataset check trains, each without one fold, to find likely mislabels', intArg('--check_folds'), c.folds)
+    .option('--check_training_steps <n>', "training steps of each of the dataset check's heads", intArg('--check_training_steps'), c.steps)
+    .option('--outlier_z <z>', 'robust standard deviations below the usual class similarity that make an image an outlier', floatArg('--outlier_z'), c.outlierZ)
+    .option('--exclude_list <file>', 'skip the images listed in this file, one path a line, relative to --image_dir (as dataset_check.csv gives them)');
 }
 
 type Flags = Record<string, unknown>;
@@ -130,6 +139,14 @@ export function optionsFromFlags(f: Flags): RetrainOptions {
     fineTuneLearningRate: f['fine_tune_learning_rate'] as number | undefined,
     fineTuneBatchSize: f['fine_tune_batch_size'] as number,
     quantizeBytes: f['quantize_bytes'] as QuantizeBytes | undefined,
+    datasetCheck: {
+      mode: checkMode(f['check_dataset'] === true, f['skip_dataset_check'] === true),
+      nearDuplicateThreshold: f['near_duplicate_threshold'] as number,
+      folds: f['check_folds'] as number,
+      steps: f['check_training_steps'] as number,
+      outlierZ: f['outlier_z'] as number,
+    },
+    excludeList: str('exclude_list'),
   };
 }
 

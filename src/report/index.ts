@@ -6,17 +6,18 @@
 import path from 'node:path';
 import escapeHtml from 'escape-html';
 import { stringify } from 'csv-stringify/sync';
-import sharp from 'sharp';
+import type { DatasetCheckSummary } from '../check/index.js';
 import type { RunSummary } from '../summary/index.js';
 import { writeAtomic } from '../util/fsutil.js';
 import { lineChart } from './chart.js';
 import { evaluate, type Evaluation } from './metrics.js';
+import { CHECK_CSS, datasetCheckSection } from './check.js';
+import { THUMB, thumbnail } from './thumbnail.js';
 
 export { evaluate, type Evaluation, type ClassMetrics } from './metrics.js';
 
 /** Enough to see the pattern of errors without making the page heavy. */
 export const MAX_THUMBNAILS = 200;
-const THUMB = 112;
 
 export interface ReportInput {
   summary: RunSummary;
@@ -36,15 +37,6 @@ const num = (v: number | null) => (v === null ? '' : v.toFixed(4));
 
 function flagName(key: string): string {
   return '--' + key.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
-}
-
-async function thumbnail(file: string): Promise<string | null> {
-  try {
-    const jpg = await sharp(file).rotate().resize(THUMB, THUMB, { fit: 'inside' }).jpeg({ quality: 70 }).toBuffer();
-    return `data:image/jpeg;base64,${jpg.toString('base64')}`;
-  } catch {
-    return null;
-  }
 }
 
 function matrixTable(ev: Evaluation): string {
@@ -85,7 +77,7 @@ th[scope=row], .kv td { text-align: left; } .kv th { font-weight: 600; }
 figure img { display: block; max-width: ${THUMB}px; max-height: ${THUMB}px; border: 2px solid #d23; }
 figure .missing { width: ${THUMB}px; height: ${THUMB / 2}px; background: #eee; }
 figcaption .name { overflow-wrap: anywhere; } #failed-files th, #failed-files td { text-align: left; } .bad { color: #b22; } .headline { font-size: 16px; }
-`;
+${CHECK_CSS}`;
 
 export async function buildReportHtml(input: ReportInput): Promise<{ html: string; evaluation: Evaluation }> {
   const { summary: s, labels } = input;
@@ -155,7 +147,7 @@ export async function buildReportHtml(input: ReportInput): Promise<{ html: strin
   const timings = Object.entries(s.timings_s).map(([k, v]) => [k, `${v.toFixed(2)} s`] as [string, string]);
   const flags = Object.entries(input.flags)
     .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => [flagName(k), Array.isArray(v) ? v.join(',') : String(v)] as [string, string]);
+    .map(([k, v]) => [flagName(k), Array.isArray(v) ? v.join(',') : typeof v === 'object' ? JSON.stringify(v) : String(v)] as [string, string]);
 
   const t = s.test;
   const headline = `Test accuracy <b>${pct(t?.accuracy)}</b> on ${t?.n ?? 0} images; final train accuracy ${pct(s.training?.final_train_accuracy)}, validation accuracy ${pct(s.training?.final_validation_accuracy)} after ${s.training?.steps ?? 0} steps.`;
@@ -174,6 +166,7 @@ ${metricsTable(ev)}
 <h2>Misclassified test images (${unique.length})</h2>
 ${unique.length > shown.length ? `<p>Showing the first ${shown.length}; all are in the run summary (--summary_json).</p>` : ''}
 <div class="thumbs" id="misclassified">${figures.join('\n') || '<p>None.</p>'}</div>
+${s.dataset_check ? await datasetCheckSection(s.dataset_check) : ''}
 <h2>Data</h2>
 <table id="split"><thead><tr><th>class</th><th>folder</th><th>training</th><th>validation</th><th>testing</th><th>total</th></tr></thead><tbody>${splitRows.join('')}</tbody></table>
 <h3>Files that failed</h3>
@@ -195,6 +188,21 @@ export function matrixCsv(ev: Evaluation): string {
 
 export function metricsCsv(ev: Evaluation): string {
   return stringify([['label', 'precision', 'recall', 'f1', 'support'], ...ev.perClass.map((c) => [c.label, num(c.precision), num(c.recall), num(c.f1), String(c.support)])]);
+}
+
+/** --check_dataset stops before training: a page with the check's section alone, dataset_check.html. */
+export async function writeCheckReport(dir: string, check: DatasetCheckSummary): Promise<string> {
+  const html = `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>retrain dataset check</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>${CSS}</style></head><body>
+<h1>retrain dataset check</h1>
+${await datasetCheckSection(check)}
+</body></html>
+`;
+  const file = path.join(dir, 'dataset_check.html');
+  await writeAtomic(file, html);
+  return file;
 }
 
 export async function writeReport(dir: string, input: ReportInput): Promise<ReportFiles> {

@@ -1,4 +1,5 @@
 /** The `summary` stage: the machine-readable record of a run (--summary_json). */
+import type { DatasetCheckSummary } from '../check/index.js';
 import type { FineTuneSummary } from '../finetune/stage.js';
 import { CATEGORIES, type ImageLists } from '../dataset/index.js';
 import type { FailedImage } from '../bottleneck/index.js';
@@ -23,6 +24,8 @@ export interface RunSummary {
   split: Record<string, Record<string, string[]>>;
   bottlenecks: { computed: number; cached: number; failed: FailedImage[] };
   timings_s: Record<string, number>;
+  /** Duplicates, leaks, likely mislabels and outliers found before training (src/check). */
+  dataset_check?: DatasetCheckSummary;
   training?: {
     steps: number;
     final_train_accuracy: number;
