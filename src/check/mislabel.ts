@@ -1,7 +1,7 @@
 /**
  * Likely mislabels by confident learning (Northcutt et al.; cleanlab's
  * find_label_issues): out-of-fold probabilities from k heads, each trained on the
- * cached bottlenecks without one fold, then per-class thresholds.
+ * cached bottlenecks without one fold, then per-class thresholds and the confident joint.
  */
 import seedrandom from 'seedrandom';
 import { silentLogger } from '../log.js';
@@ -33,14 +33,17 @@ export function assignFolds(y: Int32Array, classCount: number, folds: number, se
   return fold;
 }
 
-function subset(x: Float32Array, y: Int32Array, dim: number, rows: number[]): LabeledSet {
+/** One row's bottleneck; read per fold so that no second N x size copy is held. */
+export type RowReader = (row: number) => Float32Array;
+
+function subset(x: RowReader, y: Int32Array, dim: number, rows: number[]): LabeledSet {
   const out = new Float32Array(rows.length * dim);
-  rows.forEach((r, i) => out.set(x.subarray(r * dim, (r + 1) * dim), i * dim));
+  rows.forEach((r, i) => out.set(x(r), i * dim));
   return { x: out, y: Int32Array.from(rows, (r) => y[r]!), files: rows.map(String) };
 }
 
 /** N x classCount probabilities, each row from the head that never saw it. */
-export async function outOfFoldProbabilities(x: Float32Array, y: Int32Array, classCount: number, dim: number, o: OutOfFoldOptions): Promise<Float32Array> {
+export async function outOfFoldProbabilities(x: RowReader, y: Int32Array, classCount: number, dim: number, o: OutOfFoldOptions): Promise<Float32Array> {
   const fold = assignFolds(y, classCount, o.folds, o.seed);
   const probs = new Float32Array(y.length * classCount);
   const empty: LabeledSet = { x: new Float32Array(0), y: new Int32Array(0), files: [] };
@@ -72,31 +75,65 @@ export interface LabelIssue {
   margin: number;
 }
 
-/**
- * cleanlab's confident joint: class k's threshold is the mean p(k) over the images
- * labelled k. An image is an issue when its own label is below its threshold while
- * another class is at or above its own; ranked by margin, most negative first.
- */
-export function labelIssues(probs: Float32Array, y: Int32Array, classCount: number): LabelIssue[] {
+/** Mean p(k) over the images labelled k: cleanlab's per-class thresholds. */
+export function classThresholds(probs: Float32Array, y: Int32Array, classCount: number): number[] {
   const sum = new Float64Array(classCount);
   const count = new Float64Array(classCount);
   y.forEach((k, i) => {
     sum[k]! += probs[i * classCount + k]!;
     count[k]! += 1;
   });
-  const threshold = Array.from(sum, (s, k) => (count[k]! > 0 ? s / count[k]! : 1));
-  const issues: LabelIssue[] = [];
-  y.forEach((given, i) => {
-    const p = probs.subarray(i * classCount, (i + 1) * classCount);
-    if (p[given]! >= threshold[given]!) return;
-    let suggested = -1;
-    let bestOther = 0;
+  return Array.from(sum, (s, k) => (count[k]! > 0 ? s / count[k]! : 1));
+}
+
+/**
+ * cleanlab's confident joint, calibrated: entry [given][true] estimates how many images
+ * labelled `given` belong to `true`. An image counts for the class whose probability is
+ * at or above that class's threshold (the likeliest such class); rows are rescaled to
+ * the number of images with that label.
+ */
+export function confidentJoint(probs: Float32Array, y: Int32Array, classCount: number): number[][] {
+  const t = classThresholds(probs, y, classCount);
+  const joint = Array.from({ length: classCount }, () => new Array<number>(classCount).fill(0));
+  const given = new Array<number>(classCount).fill(0);
+  y.forEach((g, i) => {
+    given[g]!++;
+    let best = -1;
     for (let k = 0; k < classCount; k++) {
-      if (k === given) continue;
-      if (p[k]! >= threshold[k]! && (suggested < 0 || p[k]! > p[suggested]!)) suggested = k;
-      bestOther = Math.max(bestOther, p[k]!);
+      const p = probs[i * classCount + k]!;
+      if (p >= t[k]! && (best < 0 || p > probs[i * classCount + best]!)) best = k;
     }
-    if (suggested >= 0) issues.push({ row: i, suggested, margin: p[given]! - bestOther });
+    if (best >= 0) joint[g]![best]!++;
+  });
+  return joint.map((row, g) => {
+    const s = row.reduce((a, b) => a + b, 0);
+    return row.map((v) => (s > 0 ? (v * given[g]!) / s : 0));
+  });
+}
+
+/**
+ * cleanlab's default filter (prune_by_noise_rate): for each off-diagonal entry of the
+ * calibrated confident joint, the images labelled `given` with the largest margin
+ * p(true) - p(given), as many as the entry estimates. Ranked by normalized margin,
+ * most negative (surest) first.
+ */
+export function labelIssues(probs: Float32Array, y: Int32Array, classCount: number): LabelIssue[] {
+  const joint = confidentJoint(probs, y, classCount);
+  const p = (i: number, k: number) => probs[i * classCount + k]!;
+  const picked = new Map<number, number>();
+  for (let g = 0; g < classCount; g++) {
+    const rows = [...y.keys()].filter((i) => y[i] === g);
+    for (let k = 0; k < classCount; k++) {
+      const count = Math.round(joint[g]![k]!);
+      if (k === g || count === 0) continue;
+      const ranked = rows.filter((i) => p(i, k) > p(i, g)).sort((a, b) => p(b, k) - p(b, g) - (p(a, k) - p(a, g)) || a - b);
+      for (const i of ranked.slice(0, count)) if (!picked.has(i) || p(i, k) > p(i, picked.get(i)!)) picked.set(i, k);
+    }
+  }
+  const issues = [...picked].map(([row, suggested]) => {
+    let other = 0;
+    for (let k = 0; k < classCount; k++) if (k !== y[row]) other = Math.max(other, p(row, k));
+    return { row, suggested, margin: p(row, y[row]!) - other };
   });
   return issues.sort((a, b) => a.margin - b.margin || a.row - b.row);
 }

@@ -10,7 +10,7 @@ export const MAX_FINDINGS_SHOWN = 40;
 const MAX_IMAGES_SHOWN = 8;
 
 export const CHECK_CSS = `
-.finding { border: 1px solid #ddd; border-radius: 4px; padding: 6px 8px; margin: 8px 0; }
+.finding { display: inline-block; vertical-align: top; border: 1px solid #ddd; border-radius: 4px; padding: 6px 8px; margin: 0 8px 8px 0; }
 .finding .what { margin-bottom: 4px; } .finding figure img { border-color: #888; }
 .finding.flagged { border-color: #d23; } .tag { padding: 0 5px; border-radius: 3px; font-size: 12px; margin-left: 4px; }
 .tag.leak { background: #d23; color: #fff; } .tag.cross { background: #f6b26b; } .tag.split { background: #e8eaed; }

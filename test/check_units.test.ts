@@ -1,0 +1,95 @@
+/** The dataset check's parts on data built to order: the blocked pair search, and a set with no problems. */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import seedrandom from 'seedrandom';
+import type { Bottlenecks } from '../src/bottleneck/index.js';
+import { checkDataset, defaultCheckFlags } from '../src/check/index.js';
+import { normalizeRows, similarPairs } from '../src/check/near.js';
+import { allImages, createImageLists } from '../src/dataset/index.js';
+import { MemoryLogger } from '../src/log.js';
+import { makeImageDir, tempDir, useCpuBackend } from './helpers/fixtures.js';
+
+function gaussian(rng: () => number): number {
+  return Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
+}
+
+test('similarPairs: block by block, with or without the random projection, finds exactly the pairs at or above the threshold', async () => {
+  await useCpuBackend();
+  const rng = seedrandom('pairs');
+  const n = 1500;
+  const dim = 256;
+  const x = Float32Array.from({ length: n * dim }, () => gaussian(rng));
+  normalizeRows(x, n, dim);
+  // Plant pairs around the threshold: row b becomes row a turned by a chosen cosine, away from a's direction.
+  const planted = [0.999, 0.97, 0.93, 0.905, 0.895, 0.86];
+  planted.forEach((c, k) => {
+    const a = x.subarray((37 * k + 5) * dim, (37 * k + 6) * dim);
+    const b = x.subarray((n - 1 - 211 * k) * dim, (n - 211 * k) * dim);
+    const along = a.reduce((s, v, d) => s + v * b[d]!, 0);
+    for (let d = 0; d < dim; d++) b[d] = b[d]! - along * a[d]!;
+    normalizeRows(b, 1, dim);
+    for (let d = 0; d < dim; d++) b[d] = c * a[d]! + Math.sqrt(1 - c * c) * b[d]!;
+  });
+  const brute: string[] = [];
+  for (let a = 0; a < n; a++) {
+    for (let b = a + 1; b < n; b++) {
+      let s = 0;
+      for (let d = 0; d < dim; d++) s += x[a * dim + d]! * x[b * dim + d]!;
+      if (s >= 0.9) brute.push(`${a}-${b}`);
+    }
+  }
+  assert.equal(brute.length, 4, 'the planted pairs above 0.9, and nothing by chance');
+  for (const reducedDims of [0, 64]) {
+    const pairs = await similarPairs(x, n, dim, 0.9, { reducedDims, blockRows: 400, blockColumns: 300 });
+    assert.deepEqual(pairs.map((p) => `${p.a}-${p.b}`).sort(), [...brute].sort(), `reducedDims ${reducedDims}`);
+  }
+});
+
+/** Bottlenecks for the files of a generated image folder: one direction per class plus bounded noise (every image equally typical). */
+async function syntheticSet(mislabel: boolean) {
+  await useCpuBackend();
+  const root = tempDir('retrain-check-units-');
+  const dir = await makeImageDir(path.join(root, 'images'), { perClass: 20 });
+  const lists = await createImageLists(dir, { testingPercentage: 10, validationPercentage: 10 }, new MemoryLogger());
+  const rng = seedrandom('synthetic');
+  const dim = 32;
+  const values = new Map<string, Float32Array>();
+  const refs = allImages(lists);
+  refs.forEach((r, i) => {
+    // With problems: the first image of class 1 looks like class 0; the first of class 2 like nothing known.
+    const cls = mislabel && i === refs.findIndex((q) => q.classIndex === 1) ? 0 : r.classIndex;
+    const odd = mislabel && i === refs.findIndex((q) => q.classIndex === 2);
+    const v = Float32Array.from({ length: dim }, () => 0.5 * (rng() - 0.5));
+    v[odd ? 20 : cls]! += 1;
+    values.set(r.file, v);
+  });
+  const bottlenecks: Bottlenecks = { size: dim, values, computed: 0, cached: values.size, failed: [] };
+  return { root, lists, bottlenecks, refs };
+}
+
+test('a set with no problems: the check reports nothing, and its CSV has only the header', async () => {
+  const { root, lists, bottlenecks } = await syntheticSet(false);
+  const log = new MemoryLogger();
+  const csv = path.join(root, 'check.csv');
+  const c = await checkDataset(lists, bottlenecks, { ...defaultCheckFlags(), seed: 0, csv, log });
+  assert.equal(c.images, 60);
+  assert.deepEqual(c.findings, []);
+  assert.deepEqual(c.counts, { exact_duplicate: 0, near_duplicate: 0, mislabel: 0, outlier: 0, leaks: 0, cross_class: 0 });
+  assert.equal(fs.readFileSync(csv, 'utf8'), 'kind,id,file,label,split,score,match,suggested_label,cross_class,leak\n');
+  const lines = log.lines.filter((l) => l.includes('Dataset check:'));
+  assert.deepEqual(lines.map((l) => /Dataset check: (\d+) (exact|near|likely|outliers)/.exec(l)?.slice(1).join(' ')), ['0 exact', '0 near', '0 likely', '0 outliers']);
+});
+
+test('the same set with one image of the wrong class and one unlike any class: exactly those two are reported', async () => {
+  const { lists, bottlenecks, refs } = await syntheticSet(true);
+  const c = await checkDataset(lists, bottlenecks, { ...defaultCheckFlags(), seed: 0, log: new MemoryLogger() });
+  const rel = (i: number) => path.join(lists.classes[refs[i]!.classIndex]!.dir, refs[i]!.name);
+  const wrong = refs.findIndex((q) => q.classIndex === 1);
+  const odd = refs.findIndex((q) => q.classIndex === 2);
+  const mislabels = c.findings.filter((f) => f.kind === 'mislabel');
+  assert.deepEqual(mislabels.map((f) => [f.images[0]!.file, f.suggested_label]), [[rel(wrong), lists.classes[0]!.label]]);
+  assert.deepEqual(c.findings.filter((f) => f.kind === 'outlier').map((f) => f.images[0]!.file), [rel(odd)]);
+  assert.equal(c.findings.length, 2);
+});
