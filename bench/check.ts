@@ -56,7 +56,7 @@ async function benchNear(n: number, dim: number): Promise<void> {
   const pairs = await similarPairs(x, n, dim, defaultCheckFlags().nearDuplicateThreshold);
   const s = (performance.now() - t0) / 1000;
   const found = pairs.filter((p) => planted.has(`${p.a}-${p.b}`)).length;
-  console.log(JSON.stringify({ bench: 'near_duplicates', backend: backend.name, n, dim, seconds: +s.toFixed(1), pairs: pairs.length, planted_found: `${found}/${planted.size}`, peak_rss_mb: rssMb(), load }));
+  console.log(JSON.stringify({ bench: 'near_duplicates', backend: backend.name, n, dim, seconds: +s.toFixed(1), pairs: pairs.length, planted_found: `${found}/${planted.size}`, peak_rss_mb: rssMb(), load: load() }));
 }
 
 async function benchCheck(count: number): Promise<void> {
@@ -89,7 +89,7 @@ async function benchCheck(count: number): Promise<void> {
   const t0 = performance.now();
   const c = await checkDataset(lists, bottlenecks, { ...defaultCheckFlags(), seed: 0, csv: path.join(work, 'check.csv'), log });
   const s = (performance.now() - t0) / 1000;
-  console.log(JSON.stringify({ bench: 'check', images: c.images, seconds: +s.toFixed(1), counts: c.counts, peak_rss_mb: rssMb(), load }));
+  console.log(JSON.stringify({ bench: 'check', images: c.images, seconds: +s.toFixed(1), counts: c.counts, peak_rss_mb: rssMb(), load: load() }));
   fs.rmSync(work, { recursive: true, force: true });
 }
 

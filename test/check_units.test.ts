@@ -9,7 +9,7 @@ import { checkDataset, defaultCheckFlags } from '../src/check/index.js';
 import { normalizeRows, similarPairs } from '../src/check/near.js';
 import { allImages, createImageLists } from '../src/dataset/index.js';
 import { MemoryLogger } from '../src/log.js';
-import { makeImageDir, tempDir, useCpuBackend } from './helpers/fixtures.js';
+import { makeImageDir, makeLayersModel, runCli, tempDir, useCpuBackend } from './helpers/fixtures.js';
 
 function gaussian(rng: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
@@ -92,4 +92,44 @@ test('the same set with one image of the wrong class and one unlike any class: e
   assert.deepEqual(mislabels.map((f) => [f.images[0]!.file, f.suggested_label]), [[rel(wrong), lists.classes[0]!.label]]);
   assert.deepEqual(c.findings.filter((f) => f.kind === 'outlier').map((f) => f.images[0]!.file), [rel(odd)]);
   assert.equal(c.findings.length, 2);
+});
+
+test('retrain CLI: contradicting or wrong check flags and a missing --exclude_list are usage errors (exit 2, one line)', async () => {
+  const root = tempDir('retrain-check-cli-');
+  const dir = await makeImageDir(path.join(root, 'images'), { perClass: 4 });
+  const cases: Array<[string[], RegExp]> = [
+    [['--check_dataset', '--skip_dataset_check'], /--check_dataset and --skip_dataset_check contradict each other/],
+    [['--check_dataset', '--bottlenecks_only'], /--check_dataset and --bottlenecks_only both stop the run early/],
+    [['--near_duplicate_threshold', '1.5'], /--near_duplicate_threshold 1\.5 must be a cosine similarity/],
+    [['--check_folds', '1'], /--check_folds 1 must be a whole number of at least 2/],
+    [['--exclude_list', path.join(root, 'nope.txt')], /--exclude_list .*nope\.txt cannot be read \(ENOENT\)/],
+  ];
+  for (const [flags, message] of cases) {
+    const r = runCli('retrain', ['--image_dir', dir, '--tfhub_module', path.join(root, 'no-model'), '--bottleneck_dir', path.join(root, 'bn'), ...flags]);
+    assert.equal(r.status, 2, `${flags.join(' ')}: ${r.stderr}`);
+    const lines = r.stderr.trim().split('\n');
+    assert.match(lines.at(-1)!, new RegExp(`^retrain: error: ${message.source}`), flags.join(' '));
+  }
+});
+
+test('a training run checks the photos first (summary, CSV, report section); --skip_dataset_check does not', async () => {
+  const root = tempDir('retrain-check-train-');
+  const dir = await makeImageDir(path.join(root, 'images'), { perClass: 10 });
+  const model = await makeLayersModel(path.join(root, 'model'));
+  for (const skip of [false, true]) {
+    const out = path.join(root, skip ? 'skipped' : 'checked');
+    const r = runCli('retrain', [
+      '--image_dir', dir, '--tfhub_module', model, '--bottleneck_dir', path.join(root, 'bn'), '--output_graph', path.join(out, 'graph'),
+      '--output_labels', path.join(out, 'labels.txt'), '--summary_json', path.join(out, 'summary.json'), '--how_many_training_steps', '5',
+      '--check_training_steps', '5', '--backend', 'cpu', ...(skip ? ['--skip_dataset_check'] : []),
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    const summary = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8')) as { dataset_check?: { images: number }; timings_s: Record<string, number> };
+    const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');
+    assert.equal(summary.dataset_check?.images, skip ? undefined : 30);
+    assert.equal(fs.existsSync(path.join(out, 'dataset_check.csv')), !skip);
+    assert.equal(html.includes('<section id="dataset-check">'), !skip);
+    assert.equal('dataset_check' in summary.timings_s, !skip);
+    assert.equal(/Dataset check: \d+ exact duplicate groups/.test(r.stderr), !skip);
+  }
 });

@@ -56,18 +56,17 @@ export function projectionMargin(threshold: number, dims: number): number {
 
 /** Unit rows of x·R, R a seeded Gaussian dim x dims matrix (Johnson–Lindenstrauss). */
 export function randomProjection(unit: Float32Array, n: number, dim: number, dims: number, seed: number): Float32Array {
-  const out = tf.tidy(() => {
-    const r = tf.randomNormal([dim, dims], 0, 1, 'float32', seed + 1);
-    const chunk = 8192;
-    const parts: tf.Tensor2D[] = [];
-    for (let i = 0; i < n; i += chunk) {
-      const h = Math.min(chunk, n - i);
-      parts.push(tf.matMul(tf.tensor2d(unit.subarray(i * dim, (i + h) * dim), [h, dim]), r));
-    }
-    return parts.length === 1 ? parts[0]! : tf.concat(parts);
-  });
-  const x = out.dataSync() as Float32Array;
-  out.dispose();
+  const r = tf.randomNormal<tf.Rank.R2>([dim, dims], 0, 1, 'float32', seed + 1);
+  const x = new Float32Array(n * dims);
+  // Chunk by chunk, so that the backend never holds a second copy of all the bottlenecks.
+  const chunk = 8192;
+  for (let i = 0; i < n; i += chunk) {
+    const h = Math.min(chunk, n - i);
+    const part = tf.tidy(() => tf.matMul(tf.tensor2d(unit.subarray(i * dim, (i + h) * dim), [h, dim]), r));
+    x.set(part.dataSync() as Float32Array, i * dims);
+    part.dispose();
+  }
+  r.dispose();
   return normalizeRows(x, n, dims);
 }
 
