@@ -288,7 +288,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
       summary.dataset_check = await timed('dataset_check', () => checkDataset(lists, bottlenecks, { ...o.datasetCheck, seed: o.seed, csv, signal: o.signal, log }));
     }
     if (o.datasetCheck.mode === 'only') {
-      log.info(`Wrote the dataset check to ${await writeCheckReport(reportDir, summary.dataset_check!)}`);
+      log.info(`Wrote the dataset check to ${await writeCheckReport(reportDir, summary.dataset_check!)} and ${summary.dataset_check!.csv}`);
       await finish();
       return { summary, misclassified: [] };
     }

@@ -9,8 +9,6 @@ import type { Bottlenecks } from '../bottleneck/index.js';
 import { allImages, type ImageLists, type ImageRef } from '../dataset/index.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { writeAtomic } from '../util/fsutil.js';
-import { checkCsv } from './csv.js';
 import { exactDuplicates, PIXEL_CANDIDATE_COSINE, type ExactGroup } from './duplicates.js';
 import { labelIssues, outOfFoldProbabilities } from './mislabel.js';
 import { DisjointSets, normalizeRows, similarPairs, type SimilarPair } from './near.js';
@@ -36,7 +34,7 @@ export interface DatasetCheckFlags {
 
 export interface CheckOptions extends Omit<DatasetCheckFlags, 'mode'> {
   seed: number;
-  /** Where the CSV goes; none when unset. */
+  /** Where the report stage is to write the CSV (recorded in the summary); none when unset. */
   csv?: string;
   signal?: AbortSignal;
   log: Logger;
@@ -161,7 +159,10 @@ function logFindings(findings: Finding[], log: Logger): void {
   }
 }
 
-/** The check as one step of a run: findings in the summary's shape, logged, and the CSV written. */
+/**
+ * The check as one step of a run: findings in the summary's shape, and logged. It writes
+ * nothing: the CSV goes with the report, so a run that fails leaves no output behind.
+ */
 export async function checkDataset(lists: ImageLists, bottlenecks: Bottlenecks, o: CheckOptions): Promise<DatasetCheckSummary> {
   const rows = checkRows(lists, bottlenecks);
   const labels = lists.classes.map((c) => c.label);
@@ -177,9 +178,5 @@ export async function checkDataset(lists: ImageLists, bottlenecks: Bottlenecks, 
   ];
   for (const kind of FINDING_KINDS) findings.filter((f) => f.kind === kind).forEach((f, i) => (f.id = i + 1));
   logFindings(findings, o.log);
-  if (o.csv) {
-    await writeAtomic(o.csv, checkCsv(findings));
-    o.log.info(`Wrote the dataset check's findings to ${o.csv}`);
-  }
   return { image_dir: lists.imageDir, images: n, near_duplicate_threshold: o.nearDuplicateThreshold, folds: o.folds, counts: summarize(findings), findings, csv: o.csv ?? null };
 }

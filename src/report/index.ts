@@ -6,7 +6,7 @@
 import path from 'node:path';
 import escapeHtml from 'escape-html';
 import { stringify } from 'csv-stringify/sync';
-import type { DatasetCheckSummary } from '../check/index.js';
+import { checkCsv, type DatasetCheckSummary } from '../check/index.js';
 import type { RunSummary } from '../summary/index.js';
 import { writeAtomic } from '../util/fsutil.js';
 import { lineChart } from './chart.js';
@@ -190,7 +190,11 @@ export function metricsCsv(ev: Evaluation): string {
   return stringify([['label', 'precision', 'recall', 'f1', 'support'], ...ev.perClass.map((c) => [c.label, num(c.precision), num(c.recall), num(c.f1), String(c.support)])]);
 }
 
-/** --check_dataset stops before training: a page with the check's section alone, dataset_check.html. */
+async function writeCheckCsv(check: DatasetCheckSummary | undefined): Promise<void> {
+  if (check?.csv) await writeAtomic(check.csv, checkCsv(check.findings));
+}
+
+/** --check_dataset stops before training: a page with the check's section alone, dataset_check.html, and its CSV. */
 export async function writeCheckReport(dir: string, check: DatasetCheckSummary): Promise<string> {
   const html = `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>retrain dataset check</title>
@@ -201,6 +205,7 @@ ${await datasetCheckSection(check)}
 </body></html>
 `;
   const file = path.join(dir, 'dataset_check.html');
+  await writeCheckCsv(check);
   await writeAtomic(file, html);
   return file;
 }
@@ -214,6 +219,7 @@ export async function writeReport(dir: string, input: ReportInput): Promise<Repo
   };
   await writeAtomic(files.matrixCsv, matrixCsv(evaluation));
   await writeAtomic(files.metricsCsv, metricsCsv(evaluation));
+  await writeCheckCsv(input.summary.dataset_check);
   await writeAtomic(files.html, html);
   return files;
 }
