@@ -19,7 +19,8 @@ import { RETRAIN_FLAGS, fineTuneRate, validateRetrainOptions, type RetrainOption
 import { describeFlags } from './flags/table.js';
 import type { Logger } from './log.js';
 import { loadModule, moduleSection, type FeatureExtractor } from './module/index.js';
-import { writeReport } from './report/index.js';
+import { writeCheckReport, writeReport } from './report/index.js';
+import { checkPhotos, type DatasetCheckSummary } from './check/index.js';
 import { writeSummary, type RunSummary } from './summary/index.js';
 import { TrainingSummaries } from './tensorboard/index.js';
 import { finalTest, trainNewHead, type Misclassified } from './train/stage.js';
@@ -58,8 +59,11 @@ export async function runRetrain(options: RetrainOptions, log: Logger): Promise<
     refuseUnsupportedRequests(extractor, o);
     const { bottlenecks, section } = await clock.time('bottlenecks', () => cacheAllBottlenecks(lists, extractor, o, log));
     if (o.bottlenecksOnly) return await finish(o, { summary: { ...base, bottlenecks: section }, misclassified: [] });
+    const check = o.skipDatasetCheck ? undefined : await clock.time('dataset_check', () => checkPhotos(lists, bottlenecks, o, path.join(reportDirOf(o), 'dataset_check.csv'), log));
+    const checked = { ...base, bottlenecks: section, ...(check ? { dataset_check: check } : {}) };
+    if (o.checkDataset) return await finish(o, { summary: await reportCheck(o, checked, check!, log), misclassified: [] });
     const sets = usableSets(lists, labeledSets(lists, bottlenecks));
-    return await trainAndExport(o, log, clock, extractor, lists, sets, { ...base, bottlenecks: section });
+    return await trainAndExport(o, log, clock, extractor, lists, sets, checked);
   } finally {
     extractor.dispose();
   }
@@ -129,11 +133,19 @@ function usableSets(lists: ImageLists, sets: LabeledSets): LabeledSets {
   return sets;
 }
 
-/** report.html and its CSVs, beside --output_graph unless --report_dir says otherwise. */
+/** Reports go beside --output_graph unless --report_dir says otherwise. */
+const reportDirOf = (o: RetrainOptions): string => o.reportDir ?? path.dirname(path.resolve(o.outputGraph));
+
+/** report.html and its CSVs. */
 async function reportRun(o: RetrainOptions, summary: RunSummary, labels: string[], log: Logger): Promise<void> {
-  const dir = o.reportDir ?? path.dirname(path.resolve(o.outputGraph));
-  const report = await writeReport(dir, { summary, labels, flags: describeFlags(RETRAIN_FLAGS, o) });
+  const report = await writeReport(reportDirOf(o), { summary, labels, flags: describeFlags(RETRAIN_FLAGS, o) });
   log.info(`Wrote the report to ${report.html}`);
+}
+
+/** --check_dataset stops after the check: dataset_check.html and its CSV. */
+async function reportCheck(o: RetrainOptions, summary: RunSummary, check: DatasetCheckSummary, log: Logger): Promise<RunSummary> {
+  log.info(`Wrote the dataset check to ${await writeCheckReport(reportDirOf(o), check)} and ${check.csv}`);
+  return summary;
 }
 
 /** --summary_json, written last so that it records every step's time. */

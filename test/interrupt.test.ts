@@ -304,7 +304,7 @@ test('a write that fails names the path, exits 1, and leaves nothing half-writte
   assert.deepEqual(filesBelow(path.join(root, 'writefail-graph')), [], 'no model and no summary after a failed export');
   // The summary comes last: the model before it is complete, and no temp file is left.
   const written = filesBelow(path.join(root, 'writefail-summary'));
-  assert.deepEqual(written, ['confusion_matrix.csv', 'graph/group1-shard1of1.bin', 'graph/model.json', 'labels.txt', 'per_class_metrics.csv', 'report.html']);
+  assert.deepEqual(written, ['confusion_matrix.csv', 'dataset_check.csv', 'graph/group1-shard1of1.bin', 'graph/model.json', 'labels.txt', 'per_class_metrics.csv', 'report.html']);
   assert.equal(fs.readFileSync(blocker, 'utf8'), 'x');
 });
 

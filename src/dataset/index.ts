@@ -4,6 +4,7 @@ import path from 'node:path';
 import { RetrainError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { fsPath, nameBytes, nameFromBytes, readFailure } from '../util/fsname.js';
+import { readExcludeList } from './exclude.js';
 
 export const IMAGE_EXTENSIONS = ['jpg', 'jpeg', 'png', 'webp', 'gif', 'tif', 'tiff', 'avif'] as const;
 /** retrain.py's MAX_NUM_IMAGES_PER_CLASS: the hash is taken modulo this plus one. */
@@ -33,6 +34,11 @@ export interface ImageLists {
 export interface SplitOptions {
   testingPercentage: number;
   validationPercentage: number;
+}
+
+export interface ListOptions extends SplitOptions {
+  /** --exclude_list: a file naming images to skip (dataset/exclude.ts). */
+  excludeList?: string;
 }
 
 export function labelFromDir(dir: string): string {
@@ -90,7 +96,7 @@ export async function listImages(dir: string): Promise<string[]> {
 }
 
 /** retrain.py's `create_image_lists`: one class per subfolder, split by file-name hash. */
-export async function createImageLists(imageDir: string, opts: SplitOptions, log: Logger): Promise<ImageLists> {
+export async function createImageLists(imageDir: string, opts: ListOptions, log: Logger): Promise<ImageLists> {
   const st = fs.statSync(fsPath(imageDir), { throwIfNoEntry: false });
   if (!st) throw new UsageError(`--image_dir ${imageDir} does not exist: point it at a folder with one subfolder of images per class`);
   if (!st.isDirectory()) {
@@ -109,9 +115,14 @@ export async function createImageLists(imageDir: string, opts: SplitOptions, log
   }
   dirs.sort();
 
+  const exclude = opts.excludeList ? readExcludeList(opts.excludeList, imageDir) : undefined;
+  const excluded = new Set<string>();
   const byLabel = new Map<string, ImageClass>();
   for (const dir of dirs) {
-    const files = await listImages(path.join(imageDir, dir));
+    const files = (await listImages(path.join(imageDir, dir))).filter((f) => {
+      const file = path.resolve(imageDir, dir, f);
+      return !(exclude?.has(file) && excluded.add(file));
+    });
     if (files.length === 0) {
       log.warn(`No files found in ${path.join(imageDir, dir)}: skipping it`);
       continue;
@@ -132,6 +143,7 @@ export async function createImageLists(imageDir: string, opts: SplitOptions, log
     for (const f of files) cls[whichSet(f, opts)].push(f);
     byLabel.set(label, cls);
   }
+  if (exclude) logExcluded(opts.excludeList!, exclude, excluded, log);
   const classes = [...byLabel.values()].sort((a, b) => (a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
   if (classes.length === 0) {
     throw new RetrainError(`No valid folders of images found at --image_dir ${imageDir}: add one subfolder of images per class`);
@@ -142,6 +154,12 @@ export async function createImageLists(imageDir: string, opts: SplitOptions, log
     );
   }
   return { imageDir, classes };
+}
+
+function logExcluded(file: string, listed: Set<string>, excluded: Set<string>, log: Logger): void {
+  log.info(`Skipping ${excluded.size} images listed in --exclude_list ${file}`);
+  const unknown = [...listed].filter((f) => !excluded.has(f));
+  if (unknown.length > 0) log.warn(`${unknown.length} lines of --exclude_list ${file} name no image in --image_dir, e.g. ${unknown[0]}`);
 }
 
 export interface ImageRef {
@@ -211,7 +229,7 @@ export function splitSection(lists: ImageLists): SplitSection {
 }
 
 /** What the dataset step reads of the run's options. */
-export interface FindImagesOptions extends SplitOptions {
+export interface FindImagesOptions extends ListOptions {
   /** --image_dir: one subfolder of images per class. */
   imageDir: string;
 }

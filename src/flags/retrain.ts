@@ -6,6 +6,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { BACKENDS } from '../backend.js';
+import { defaultCheckFlags } from '../check/index.js';
 import { DEFAULT_MODULE, parseRange } from '../module/index.js';
 import { moduleNameProblem } from '../module/catalog.js';
 import { defaultModuleCacheDir } from '../module/download.js';
@@ -44,6 +45,7 @@ export const RETRAIN_GROUPS = {
 const G = RETRAIN_GROUPS;
 
 const tmp = (name: string) => () => path.join(os.tmpdir(), name);
+const CHECK = defaultCheckFlags();
 
 /** Enough distinct views per image for a 4000-step run, at 10x the plain bottleneck cost, paid once (docs/benchmarks.md). */
 export const DEFAULT_DISTORTION_VARIANTS = 10;
@@ -55,6 +57,13 @@ export const RETRAIN_FLAGS = {
   testingPercentage: float({ group: G.images, arg: '<p>', default: 10, check: percentage, help: 'percentage of images used as a test set' }),
   validationPercentage: float({ group: G.images, arg: '<p>', default: 10, check: percentage, help: 'percentage of images used as a validation set' }),
   strict: bool({ group: G.images, help: 'stop at the first unusable image instead of skipping it' }),
+  excludeList: filePath({ group: G.images, arg: '<file>', help: 'skip the images listed in this file, one path a line, relative to --image_dir (as dataset_check.csv gives them)' }),
+  checkDataset: bool({ group: G.images, help: 'check the images for duplicates, leaks between splits, likely mislabels and outliers, then stop' }),
+  skipDatasetCheck: bool({ group: G.images, help: 'do not run the dataset check before training' }),
+  nearDuplicateThreshold: float({ group: G.images, default: CHECK.nearDuplicateThreshold, check: (v) => (v > 0 && v <= 1 ? undefined : 'must be a cosine similarity above 0 and at most 1'), help: 'bottleneck cosine similarity at or above which two images are near duplicates' }),
+  checkFolds: int({ group: G.images, arg: '<k>', default: CHECK.folds, check: (v) => (v >= 2 ? undefined : 'must be a whole number of at least 2'), help: 'heads the dataset check trains, each without one fold, to find likely mislabels' }),
+  checkTrainingSteps: int({ group: G.images, default: CHECK.steps, check: above0, help: "training steps of each of the dataset check's heads" }),
+  outlierZ: float({ group: G.images, arg: '<z>', default: CHECK.outlierZ, check: (v) => (v > 0 ? undefined : 'must be a number above 0'), help: 'robust standard deviations below the usual class similarity that make an image an outlier' }),
 
   // Module
   tfhubModule: string({ group: G.module, arg: '<name-url-or-path>', default: DEFAULT_MODULE, check: moduleNameProblem, help: 'module name (see --list_modules), TF Hub/Kaggle URL of a TF.js image feature-vector model, or a local model folder or model.json' }),
@@ -122,6 +131,8 @@ export const RETRAIN_FLAGS = {
 
 /** Rules over several flags; each value on its own is checked by its entry above. */
 const RETRAIN_RULES: ReadonlyArray<CrossCheck<RetrainFlags>> = [
+  (o) => (o.checkDataset && o.skipDatasetCheck ? '--check_dataset and --skip_dataset_check contradict each other: give one of them' : undefined),
+  (o) => (o.checkDataset && o.bottlenecksOnly ? '--check_dataset and --bottlenecks_only both stop the run early: give one of them' : undefined),
   (o) =>
     o.testingPercentage + o.validationPercentage > 100
       ? `--testing_percentage ${o.testingPercentage} plus --validation_percentage ${o.validationPercentage} is over 100: lower one of them`

@@ -6,18 +6,18 @@
 import path from 'node:path';
 import escapeHtml from 'escape-html';
 import { stringify } from 'csv-stringify/sync';
-import sharp from 'sharp';
-import { readImageFile } from '../image/index.js';
+import { checkCsv, type DatasetCheckSummary } from '../check/index.js';
 import type { RunSummary } from '../summary/index.js';
 import { writeAtomic } from '../util/fsutil.js';
 import { lineChart } from './chart.js';
 import { evaluate, type Evaluation } from './metrics.js';
+import { CHECK_CSS, datasetCheckSection } from './check.js';
+import { THUMB, thumbnail } from './thumbnail.js';
 
 export { evaluate, type Evaluation, type ClassMetrics } from './metrics.js';
 
 /** Enough to see the pattern of errors without making the page heavy. */
 export const MAX_THUMBNAILS = 200;
-const THUMB = 112;
 
 export interface ReportInput {
   summary: RunSummary;
@@ -38,15 +38,6 @@ const num = (v: number | null) => (v === null ? '' : v.toFixed(4));
 /** A value as a POSIX shell would need it typed. */
 function shellQuote(v: string): string {
   return /^[A-Za-z0-9_./,:=+-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`;
-}
-
-async function thumbnail(file: string): Promise<string | null> {
-  try {
-    const jpg = await sharp(await readImageFile(file)).rotate().resize(THUMB, THUMB, { fit: 'inside' }).jpeg({ quality: 70 }).toBuffer();
-    return `data:image/jpeg;base64,${jpg.toString('base64')}`;
-  } catch {
-    return null;
-  }
 }
 
 function matrixTable(ev: Evaluation): string {
@@ -87,7 +78,7 @@ th[scope=row], .kv td { text-align: left; } .kv th { font-weight: 600; }
 figure img { display: block; max-width: ${THUMB}px; max-height: ${THUMB}px; border: 2px solid #d23; }
 figure .missing { width: ${THUMB}px; height: ${THUMB / 2}px; background: #eee; }
 figcaption .name { overflow-wrap: anywhere; } #failed-files th, #failed-files td { text-align: left; } .bad { color: #b22; } .headline { font-size: 16px; }
-`;
+${CHECK_CSS}`;
 
 export async function buildReportHtml(input: ReportInput): Promise<{ html: string; evaluation: Evaluation }> {
   const { summary: s, labels } = input;
@@ -176,6 +167,7 @@ ${metricsTable(ev)}
 <h2>Misclassified test images (${unique.length})</h2>
 ${unique.length > shown.length ? `<p>Showing the first ${shown.length}; all are in the run summary (--summary_json).</p>` : ''}
 <div class="thumbs" id="misclassified">${figures.join('\n') || '<p>None.</p>'}</div>
+${s.dataset_check ? await datasetCheckSection(s.dataset_check) : ''}
 <h2>Data</h2>
 <table id="split"><thead><tr><th>class</th><th>folder</th><th>training</th><th>validation</th><th>testing</th><th>total</th></tr></thead><tbody>${splitRows.join('')}</tbody></table>
 <h3>Files that failed</h3>
@@ -200,6 +192,26 @@ export function metricsCsv(ev: Evaluation): string {
   return stringify([['label', 'precision', 'recall', 'f1', 'support'], ...ev.perClass.map((c) => [c.label, num(c.precision), num(c.recall), num(c.f1), String(c.support)])]);
 }
 
+async function writeCheckCsv(check: DatasetCheckSummary | undefined): Promise<void> {
+  if (check?.csv) await writeAtomic(check.csv, checkCsv(check.findings));
+}
+
+/** --check_dataset stops before training: a page with the check's section alone, dataset_check.html, and its CSV. */
+export async function writeCheckReport(dir: string, check: DatasetCheckSummary): Promise<string> {
+  const html = `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>retrain dataset check</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>${CSS}</style></head><body>
+<h1>retrain dataset check</h1>
+${await datasetCheckSection(check)}
+</body></html>
+`;
+  const file = path.join(dir, 'dataset_check.html');
+  await writeCheckCsv(check);
+  await writeAtomic(file, html);
+  return file;
+}
+
 export async function writeReport(dir: string, input: ReportInput): Promise<ReportFiles> {
   const { html, evaluation } = await buildReportHtml(input);
   const files = {
@@ -209,6 +221,7 @@ export async function writeReport(dir: string, input: ReportInput): Promise<Repo
   };
   await writeAtomic(files.matrixCsv, matrixCsv(evaluation));
   await writeAtomic(files.metricsCsv, metricsCsv(evaluation));
+  await writeCheckCsv(input.summary.dataset_check);
   await writeAtomic(files.html, html);
   return files;
 }

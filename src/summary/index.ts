@@ -3,6 +3,7 @@
  * assembled from the sections the steps return.
  */
 import type { BottleneckSection } from '../bottleneck/index.js';
+import type { DatasetCheckSummary } from '../check/index.js';
 import type { SplitSection } from '../dataset/index.js';
 import type { ExportSection, OutputsSection } from '../export/stage.js';
 import type { FineTuneSummary } from '../finetune/stage.js';
@@ -15,6 +16,8 @@ export interface RunSummary extends SplitSection {
   backend: string;
   bottlenecks: BottleneckSection;
   timings_s: Record<string, number>;
+  /** Duplicates, leaks, likely mislabels and outliers found before training (src/check). */
+  dataset_check?: DatasetCheckSummary;
   training?: TrainingSection;
   /** --fine_tune_layers. */
   fine_tune?: FineTuneSummary;

@@ -1,0 +1,47 @@
+/** What the dataset check finds, in the shape the summary, the CSV and the report share. */
+import type { Category } from '../dataset/index.js';
+
+export const FINDING_KINDS = ['exact_duplicate', 'near_duplicate', 'mislabel', 'outlier'] as const;
+export type FindingKind = (typeof FINDING_KINDS)[number];
+
+/** One image of a finding; `file` is relative to --image_dir, as --exclude_list takes it. */
+export interface FindingImage {
+  file: string;
+  label: string;
+  split: Category;
+}
+
+export interface Finding {
+  kind: FindingKind;
+  /** 1-based, in ranking order within its kind; the CSV repeats it on every image of the finding. */
+  id: number;
+  images: FindingImage[];
+  /**
+   * exact_duplicate: 1; near_duplicate: the lowest cosine between linked images;
+   * mislabel: the given label's probability minus the best other one (lower is surer);
+   * outlier: the best cosine to any class centroid.
+   */
+  score: number;
+  /** exact_duplicate: same bytes, or same decoded pixels under different bytes. */
+  match?: 'bytes' | 'pixels';
+  /** mislabel: the class the out-of-fold heads confidently picked instead. */
+  suggested_label?: string;
+  /** The images carry more than one label (conflicting labels). */
+  cross_class: boolean;
+  /** The images sit in more than one of training/validation/testing: a leak between splits. */
+  leak: boolean;
+}
+
+/** The `dataset_check` section of --summary_json. */
+export interface DatasetCheckSummary {
+  /** --image_dir, which the findings' paths are relative to. */
+  image_dir: string;
+  images: number;
+  near_duplicate_threshold: number;
+  folds: number;
+  /** Findings per kind, and how many of them leak or cross classes. */
+  counts: Record<FindingKind, number> & { leaks: number; cross_class: number };
+  findings: Finding[];
+  /** The CSV written beside the report, one row per image of each finding. */
+  csv: string | null;
+}
