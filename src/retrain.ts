@@ -10,13 +10,15 @@ import { cacheBottlenecks, type Bottlenecks } from './bottleneck/index.js';
 import { validateShard } from './bottleneck/shard.js';
 import { CATEGORIES, createImageLists, validateSplit, type Category, type ImageLists } from './dataset/index.js';
 import { RetrainError, UsageError } from './errors.js';
-import { exportModel, writeLabels } from './export/index.js';
+import { exportModel } from './export/index.js';
+import { checkOutputPaths } from './export/outputs.js';
+import { withOutputLocks } from './export/publish.js';
 import { checkTensorFlowExport, exportSavedModel, isFrozenGraphPath } from './export/tf.js';
 import { distortedVariants, freshDistortions } from './bottleneck/distorted.js';
 import { NO_DISTORTIONS, distortionsOn, validateDistortions, type DistortionSettings } from './image/distort.js';
 import type { Logger } from './log.js';
 import { loadFeatureExtractor } from './module/index.js';
-import { moduleSummary, predictionSummary, splitSummary, writeSummary, type RunSummary } from './summary/index.js';
+import { emptySummary, moduleSummary, predictionSummary, splitSummary, withFailureSummary, writeSummary, type RunSummary } from './summary/index.js';
 import { throwIfInterrupted } from './util/abort.js';
 import { predictSet, trainHead, validateTrainOptions, type LabeledSet } from './train/index.js';
 import { writeReport } from './report/index.js';
@@ -208,7 +210,13 @@ export interface RetrainResult {
 
 export async function runRetrain(o: RetrainOptions, log: Logger): Promise<RetrainResult> {
   validate(o);
-  const timings: Record<string, number> = {};
+  checkOutputPaths(o);
+  const summary = emptySummary();
+  return withFailureSummary(o.summaryJson, summary, log, () => retrainSteps(o, log, summary));
+}
+
+async function retrainSteps(o: RetrainOptions, log: Logger, summary: RunSummary): Promise<RetrainResult> {
+  const timings = summary.timings_s;
   const timed = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
     try {
@@ -243,13 +251,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
       `bottleneck ${info.bottleneckTensor} (${info.bottleneckSize} values)`,
   );
 
-  const summary: RunSummary = {
-    module: moduleSummary(info),
-    backend: backend.name,
-    ...splitSummary(lists),
-    bottlenecks: { computed: 0, cached: 0, failed: [] },
-    timings_s: timings,
-  };
+  Object.assign(summary, { module: moduleSummary(info), backend: backend.name, ...splitSummary(lists) });
   const finish = async (): Promise<void> => {
     if (o.summaryJson) await writeSummary(o.summaryJson, summary);
   };
@@ -313,7 +315,7 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
         signal: o.signal,
         onIntermediate: async (step, head) => {
           const dir = path.join(o.intermediateOutputGraphsDir, `intermediate_${step}${isFrozenGraphPath(o.outputGraph) ? '.pb' : ''}`);
-          await exportModel(extractor, await head.values(), { dir, labels, finalTensorName: o.finalTensorName });
+          await exportModel(extractor, await head.values(), { dir, labels, finalTensorName: o.finalTensorName, flag: '--intermediate_output_graphs_dir' });
           intermediate.push(dir);
         },
         onEval: (point, h) => tb.onEval(point, h),
@@ -359,14 +361,13 @@ export async function runRetrain(o: RetrainOptions, log: Logger): Promise<Retrai
     });
 
     throwIfInterrupted(o.signal, 'interrupted before export: the model was not exported; the bottleneck cache is kept');
-    await timed('export', async () => {
-      await exportModel(extractor, await head.values(), { dir: o.outputGraph, labels, finalTensorName: o.finalTensorName, quantizeBytes: o.quantizeBytes });
-      await writeLabels(o.outputLabels, labels);
+    await timed('export', () => withOutputLocks([o.outputGraph, o.outputLabels], (p) => log.info(`Waiting for another run writing ${p}`), async () => {
+      await exportModel(extractor, await head.values(), { dir: o.outputGraph, labels, labelsFile: o.outputLabels, finalTensorName: o.finalTensorName, quantizeBytes: o.quantizeBytes });
       if (o.savedModelDir) {
         await exportSavedModel(extractor, await head.values(), { dir: o.savedModelDir, labels, finalTensorName: o.finalTensorName });
         log.info(`Wrote a SavedModel (tag serve, signature serving_default: image -> prediction) to ${o.savedModelDir}`);
       }
-    });
+    }));
     if (o.quantizeBytes) {
       const bytes = folderBytes(o.outputGraph);
       const acc = sets.testing.y.length ? await timed('export_check', () => exportAccuracy(o.outputGraph, sets.testing.files, sets.testing.y)) : null;

@@ -5,12 +5,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { RetrainError, errorMessage } from '../errors.js';
+import { RetrainError } from '../errors.js';
 import { rangeToMeanStd } from '../image/index.js';
 import type { FeatureExtractor, ModuleInfo } from '../module/index.js';
-import { concatBytes, folderSaveHandler, weightSlices } from '../module/io.js';
+import { checkModelFiles, concatBytes, folderSaveHandler, weightSlices } from '../module/io.js';
 import { reachable } from './nodes.js';
 import { writeAtomic } from '../util/fsutil.js';
+import { stageFile } from '../util/write.js';
+import { publishDir } from './publish.js';
+import { MODEL_FILE } from './outputs.js';
 import { exportFrozenGraph, isFrozenGraphPath } from './tf.js';
 import { quantizeArtifacts, type QuantizeBytes } from './quantize.js';
 
@@ -36,8 +39,10 @@ export interface RetrainMetadata {
   module: Pick<ModuleInfo, 'spec' | 'name' | 'id' | 'format' | 'bottleneckTensor' | 'bottleneckSize'>;
 }
 
+const labelsText = (labels: string[]): string => labels.join('\n') + '\n';
+
 export async function writeLabels(file: string, labels: string[]): Promise<void> {
-  await writeAtomic(file, labels.join('\n') + '\n');
+  await writeAtomic(file, labelsText(labels));
 }
 
 export function readLabels(file: string): string[] {
@@ -74,13 +79,10 @@ function metadataFor(ex: FeatureExtractor, labels: string[], inputName: string, 
   };
 }
 
-/** Removes shards an earlier export left that the new model.json no longer names. */
-function removeStaleShards(dir: string): void {
-  const json = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8')) as tf.io.ModelJSON;
-  const keep = new Set(json.weightsManifest.flatMap((g) => g.paths));
-  for (const f of fs.readdirSync(dir)) {
-    if (/^group\d+-shard\d+of\d+(\.bin)?$/.test(f) && !keep.has(f)) fs.rmSync(path.join(dir, f), { force: true });
-  }
+/** `file` relative to `dir` when it lies inside it. */
+function within(dir: string, file: string): string | undefined {
+  const rel = path.relative(path.resolve(dir), path.resolve(file));
+  return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : undefined;
 }
 
 export interface ExportOptions {
@@ -89,6 +91,10 @@ export interface ExportOptions {
   finalTensorName: string;
   /** --quantize_bytes: 1 = uint8, 2 = float16 weights. */
   quantizeBytes?: QuantizeBytes;
+  /** The labels file to publish with the model: inside the model folder it is swapped in with it, elsewhere renamed in right after. */
+  labelsFile?: string;
+  /** The flag that named `dir`, for errors. */
+  flag?: string;
 }
 
 /** Writes the folder, quantizing the weights first when asked. */
@@ -98,20 +104,38 @@ function saveHandler(opts: ExportOptions): tf.io.IOHandler {
   return q ? { save: (a) => folder.save!(quantizeArtifacts(a, q)) } : folder;
 }
 
+/**
+ * Writes the model (and its labels) as one unit: the folder is built beside `dir`,
+ * checked against its manifest and swapped in (./publish.ts); a .pb is one file
+ * renamed into place. A failure at any point leaves the previous export whole.
+ */
 export async function exportModel(ex: FeatureExtractor, head: HeadValues, opts: ExportOptions): Promise<void> {
-  if (isFrozenGraphPath(opts.dir)) return exportFrozenGraph(ex, head, opts);
-  let st: fs.Stats | undefined;
+  const frozen = isFrozenGraphPath(opts.dir);
+  const inside = opts.labelsFile === undefined || frozen ? undefined : within(opts.dir, opts.labelsFile);
+  const labels = opts.labelsFile !== undefined && inside === undefined ? await stageFile(opts.labelsFile, labelsText(opts.labels)) : undefined;
   try {
-    st = fs.statSync(opts.dir, { throwIfNoEntry: false });
+    if (frozen) await exportFrozenGraph(ex, head, opts);
+    else {
+      const topLevel = inside?.split(path.sep)[0];
+      await publishDir(
+        opts.dir,
+        opts.flag ?? '--output_graph',
+        (name) => MODEL_FILE.test(name) || name === topLevel,
+        async (dir) => {
+          const staged = { ...opts, dir };
+          if (ex.info.format === 'layers-model') await exportLayers(ex, head, staged);
+          else if (ex.info.format === 'graph-model') await exportGraph(ex, head, staged);
+          else throw new RetrainError(`a ${ex.info.format} module cannot be exported as a TF.js model: use its TF.js version as --tfhub_module`);
+          if (inside !== undefined) await writeAtomic(path.join(dir, inside), labelsText(opts.labels));
+        },
+        (dir) => void checkModelFiles(path.join(dir, 'model.json')),
+      );
+    }
   } catch (err) {
-    // ENOTDIR: a file where a parent folder should be.
-    throw new RetrainError(`cannot write ${opts.dir}: ${errorMessage(err)}`, 1, { cause: err });
+    await labels?.abort();
+    throw err;
   }
-  if (st && !st.isDirectory()) throw new RetrainError(`--output_graph ${opts.dir} is a file: give a folder for the TF.js model`);
-  if (ex.info.format === 'layers-model') await exportLayers(ex, head, opts);
-  else if (ex.info.format === 'graph-model') await exportGraph(ex, head, opts);
-  else throw new RetrainError(`a ${ex.info.format} module cannot be exported as a TF.js model: use its TF.js version as --tfhub_module`);
-  removeStaleShards(opts.dir);
+  await labels?.commit();
 }
 
 async function exportLayers(ex: FeatureExtractor, head: HeadValues, opts: ExportOptions): Promise<void> {

@@ -5,6 +5,7 @@ import type { FailedImage } from '../bottleneck/index.js';
 import type { ModuleInfo } from '../module/index.js';
 import type { EvalPoint, Prediction } from '../train/index.js';
 import { writeAtomic } from '../util/fsutil.js';
+import type { Logger } from '../log.js';
 
 export interface RunSummary {
   module: {
@@ -42,6 +43,8 @@ export interface RunSummary {
     n: number;
     predictions: Array<{ file: string; true_label: string; predicted_label: string; score: number }>;
   };
+  /** Set when the run failed: its one-line error and exit status. */
+  error?: { message: string; exit_code: number };
   outputs?: {
     output_graph: string;
     output_labels: string;
@@ -85,4 +88,27 @@ export function predictionSummary(predictions: Prediction[], labels: string[]): 
 export async function writeSummary(file: string, summary: RunSummary): Promise<void> {
   // NaN is not JSON; a missing measurement is null.
   await writeAtomic(file, JSON.stringify(summary, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n');
+}
+
+/** The summary before anything is known; stages fill it in as the run goes. */
+export function emptySummary(): RunSummary {
+  return { module: null, backend: '', classes: {}, split: {}, bottlenecks: { computed: 0, cached: 0, failed: [] }, timings_s: {} };
+}
+
+/**
+ * Runs `fn`; when it fails, writes what was done so far with the error to --summary_json,
+ * so a CI script reads why, then rethrows. A summary that cannot be written is logged:
+ * the run's own error is what counts.
+ */
+export async function withFailureSummary<T>(file: string | undefined, summary: RunSummary, log: Logger, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (file) {
+      const e = err as { message?: unknown; exitCode?: unknown };
+      summary.error = { message: String(e?.message ?? err).split('\n')[0]!, exit_code: typeof e?.exitCode === 'number' ? e.exitCode : 1 };
+      await writeSummary(file, summary).catch((writeErr: unknown) => log.warn(`could not write --summary_json for the failed run: ${(writeErr as Error).message}`));
+    }
+    throw err;
+  }
 }
