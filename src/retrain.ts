@@ -209,10 +209,13 @@ export interface RetrainResult {
 }
 
 export async function runRetrain(o: RetrainOptions, log: Logger): Promise<RetrainResult> {
-  validate(o);
+  // Paths first: a failed run's summary is written only where the checks allow.
   checkOutputPaths(o);
   const summary = emptySummary();
-  return withFailureSummary(o.summaryJson, summary, log, () => retrainSteps(o, log, summary));
+  return withFailureSummary(o.summaryJson, summary, log, async () => {
+    validate(o);
+    return retrainSteps(o, log, summary);
+  });
 }
 
 async function retrainSteps(o: RetrainOptions, log: Logger, summary: RunSummary): Promise<RetrainResult> {

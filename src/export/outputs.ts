@@ -136,7 +136,7 @@ export function checkOutputPaths(o: OutputPathOptions): void {
     if (p !== undefined && p.trim() === '') throw new UsageError(`${flag} is empty (an unset shell variable?): give a path`);
   }
   const outputs = outputsOf(o);
-  const inputs: Array<[string, string]> = [['--image_dir', o.imageDir]];
+  const inputs: Array<[string, string]> = o.imageDir ? [['--image_dir', o.imageDir]] : [];
   const mod = moduleDir(o.tfhubModule);
   if (mod !== undefined) inputs.push(['the module folder of --tfhub_module', mod]);
   for (const out of outputs) {
