@@ -247,6 +247,15 @@ test('labels inside the model folder are swapped in with it', async () => {
     assert.equal((await loadAgreeing(graphDir, path.join(graphDir, 'labels.txt'))).join(','), want);
     assert.deepEqual(fs.readdirSync(graphDir).sort(), ['group1-shard1of1.bin', 'labels.txt', 'model.json']);
   }
+  // label-image refuses labels from another run, even with the same number of classes.
+  const other = path.join(out, 'other-labels.txt');
+  fs.writeFileSync(other, 'dog\ncat\n');
+  const img = path.join(imagesC, 'cat', fs.readdirSync(path.join(imagesC, 'cat'))[0]!);
+  const li = await runCliAsync('label-image', ['--graph', graphDir, '--labels', other, '--image', img, '--backend', 'cpu']);
+  assert.equal(li.status, 1, li.stderr);
+  assert.match(lastLine(li.stderr), /^label-image: error: --labels .*other-labels\.txt \(dog, cat\) differ from the labels stored in the model \(cat, dog\)/);
+  const ok = await runCliAsync('label-image', ['--graph', graphDir, '--labels', path.join(graphDir, 'labels.txt'), '--image', img, '--backend', 'cpu']);
+  assert.equal(ok.status, 0, ok.stderr);
 });
 
 test('empty path flags are usage errors, and an empty --output_graph run inside a module folder leaves the module alone', async () => {
