@@ -149,6 +149,44 @@ test('a full disk: re-exporting fails loudly and the previous model is kept whol
   }
 });
 
+test('a full disk under a .pb, a SavedModel or intermediate graphs: an error, and the previous ones are kept whole', async (t) => {
+  const disk = path.join(root, 'disk-tf');
+  const unmount = mountTmpfs(disk, 'size=1m');
+  if (typeof unmount === 'string') return t.skip(unmount);
+  try {
+    const work = path.join(root, 'work-disk-tf');
+    const pb = path.join(disk, 'model.pb');
+    const sm = path.join(disk, 'saved');
+    const inter = path.join(disk, 'inter');
+    const tfArgs = (seed: string, extra: string[]) => [
+      ...args(disk, ['--seed', seed, '--intermediate_store_frequency', '5', '--report_dir', work, '--summary_json', path.join(work, `s${seed}.json`), ...extra], { module: graph, work }),
+    ];
+    const first = await runCliAsync('retrain', tfArgs('1', ['--output_graph', pb, '--saved_model_dir', sm, '--intermediate_output_graphs_dir', inter]));
+    assert.equal(first.status, 0, first.stderr);
+    const good = snapshot(disk);
+    assert.ok(good['model.pb'] && good['saved/saved_model.pb'] && good['inter/intermediate_5.pb'], Object.keys(good).join(' '));
+    fill(disk, 0);
+    const elsewhere = path.join(work, 'elsewhere');
+    const cases: Array<[string, string[], RegExp]> = [
+      ['.pb', ['--output_graph', pb, '--output_labels', path.join(elsewhere, 'labels.txt'), '--intermediate_output_graphs_dir', path.join(elsewhere, 'inter')], /cannot write .*disk-tf\/model\.pb: ENOSPC/],
+      ['SavedModel', ['--output_graph', path.join(elsewhere, 'model.pb'), '--output_labels', path.join(elsewhere, 'labels.txt'), '--saved_model_dir', sm, '--intermediate_output_graphs_dir', path.join(elsewhere, 'inter')], /cannot write .*disk-tf\/saved(\/saved_model\.pb)?: ENOSPC/],
+      ['intermediate', ['--output_graph', path.join(elsewhere, 'model.pb'), '--intermediate_output_graphs_dir', inter], /cannot write .*disk-tf\/inter\/intermediate_5\.pb: ENOSPC/],
+    ];
+    for (const [what, extra, re] of cases) {
+      const r = await runCliAsync('retrain', tfArgs('7', extra));
+      assert.equal(r.status, 1, `${what}: ${r.stderr}`);
+      assert.match(lastLine(r.stderr), re, what);
+      assert.ok(!hasStack(r.stderr), r.stderr);
+      const now = snapshot(disk);
+      delete now['filler'];
+      assert.deepEqual(now, good, `${what}: the previous outputs changed`);
+      assert.deepEqual(fs.readdirSync(disk).filter((n) => n.startsWith('.') || /\.\d+$/.test(n)), [], `${what}: temp files left`);
+    }
+  } finally {
+    unmount();
+  }
+});
+
 test('SIGKILL at several points of an export leaves the old model or the new one, whole; the next run cleans up', async (t) => {
   const out = path.join(root, 'kill');
   const work = path.join(root, 'work-kill');
@@ -312,7 +350,7 @@ test('output paths among the inputs, of the wrong kind, or under a folder that c
     [['--saved_model_dir', aFile], 2, /--saved_model_dir .*a-file is a file: give a folder/, graph],
     [['--output_graph', foreign], 2, /--output_graph .*foreign holds notes\.txt, which an export would replace/],
     [['--summary_json', path.join(out, 'same.txt'), '--output_labels', path.join(out, 'same.txt')], 2, /--summary_json and --output_labels are the same path/],
-    [['--summary_json', path.join(out, 'graph', 'summary.json')], 2, /--summary_json .* is inside --output_graph .*, which an export replaces whole/],
+    [['--summary_json', path.join(out, 'o', 'graph', 'summary.json')], 2, /--summary_json .* is inside --output_graph .*, which an export replaces whole/],
   ];
   const ro = path.join(root, 'readonly');
   const unmount = mountTmpfs(ro, 'ro,size=64k');

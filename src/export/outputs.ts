@@ -56,7 +56,9 @@ function moduleDir(spec: string): string | undefined {
   if (isModuleUrl(spec)) return undefined;
   const st = fs.statSync(spec, { throwIfNoEntry: false });
   if (!st) return undefined;
-  return st.isDirectory() ? spec : path.dirname(spec);
+  if (!st.isDirectory()) return path.dirname(spec);
+  // A folder that holds no model is refused later, when the module loads.
+  return fs.existsSync(path.join(spec, 'model.json')) || fs.existsSync(path.join(spec, 'saved_model.pb')) ? spec : undefined;
 }
 
 function outputsOf(o: OutputPathOptions): Output[] {

@@ -86,7 +86,6 @@ export async function publishDir(
   replaceable: Replaceable,
   build: (dir: string) => Promise<void>,
   check: (dir: string) => void,
-  beforeSwap: () => Promise<void> = async () => {},
 ): Promise<void> {
   let st: fs.Stats | undefined;
   try {
@@ -108,7 +107,6 @@ export async function publishDir(
     await build(stage);
     check(stage);
     await syncDir(stage);
-    await beforeSwap();
     await swapIn(stage, target);
   } catch (err) {
     fs.rmSync(stage, { recursive: true, force: true });
