@@ -328,15 +328,16 @@ test('output paths among the inputs, of the wrong kind, or under a folder that c
   const inputs = { images: snapshot(images), layers: snapshot(layers), graph: snapshot(graph), foreign: snapshot(foreign) };
 
   const cases: Array<[string[], number, RegExp, string?]> = [
-    [['--output_graph', layers], 2, /--output_graph .* is inside the module folder of --tfhub_module/],
-    [['--output_labels', path.join(layers, 'model.json')], 2, /--output_labels .*model\.json is inside the module folder/],
-    [['--summary_json', path.join(layers, 'group1-shard1of1.bin')], 2, /--summary_json .* is inside the module folder/],
+    [['--output_graph', layers], 2, /--output_graph .* would write over the module of --tfhub_module/],
+    [['--output_labels', path.join(layers, 'model.json')], 2, /--output_labels .*model\.json would write over the module/],
+    [['--output_labels', path.join(graph, 'group1-shard1of1.bin')], 2, /--output_labels .*group1-shard1of1\.bin would write over the module/, path.join(graph, 'model.json')],
+    [['--output_graph', path.dirname(layers)], 2, /--output_graph .* holds (--image_dir|the module)/],
+    [['--summary_json', path.join(layers, 'group1-shard1of1.bin')], 2, /--summary_json .* would write over the module/],
     [['--output_graph', path.join(images, 'red', 'out')], 2, /--output_graph .* is inside --image_dir/],
     [['--summaries_dir', images], 2, /--summaries_dir .* is inside --image_dir/],
     [['--summary_json', path.join(images, 'summary.json')], 2, /--summary_json .* is inside --image_dir/],
     [['--report_dir', path.join(images, 'green')], 2, /--report_dir .* is inside --image_dir/],
     [['--bottleneck_dir', path.join(images, 'bn')], 2, /--bottleneck_dir .* is inside --image_dir/],
-    [['--output_graph', root], 2, /--output_graph .* holds --image_dir/],
     [['--output_graph', aFile], 2, /--output_graph .*a-file is a file: give a folder/],
     [['--report_dir', aFile], 2, /--report_dir .*a-file is a file: give a folder/],
     [['--summaries_dir', aFile], 2, /--summaries_dir .*a-file is a file: give a folder/],

@@ -51,14 +51,29 @@ function realish(p: string): string {
 
 const isWithin = (dir: string, p: string): boolean => p === dir || p.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep);
 
-/** The local module's folder; a URL module lives in the download cache. */
-function moduleDir(spec: string): string | undefined {
+/**
+ * What outputs must not touch in a local module: a model folder and the files right in
+ * it, or a model.json and the weight files it names. A URL module lives in the download cache.
+ */
+function moduleFiles(spec: string): { dir: string; hits: (p: string) => boolean } | undefined {
   if (isModuleUrl(spec)) return undefined;
   const st = fs.statSync(spec, { throwIfNoEntry: false });
   if (!st) return undefined;
-  if (!st.isDirectory()) return path.dirname(spec);
-  // A folder that holds no model is refused later, when the module loads.
-  return fs.existsSync(path.join(spec, 'model.json')) || fs.existsSync(path.join(spec, 'saved_model.pb')) ? spec : undefined;
+  if (st.isDirectory()) {
+    // A folder that holds no model is refused later, when the module loads.
+    if (!fs.existsSync(path.join(spec, 'model.json')) && !fs.existsSync(path.join(spec, 'saved_model.pb'))) return undefined;
+    const dir = realish(spec);
+    return { dir, hits: (p) => p === dir || path.dirname(p) === dir };
+  }
+  const dir = realish(path.dirname(spec));
+  const files = new Set([realish(spec)]);
+  try {
+    const json = JSON.parse(fs.readFileSync(spec, 'utf8')) as { weightsManifest?: Array<{ paths?: unknown }> };
+    for (const g of json.weightsManifest ?? []) for (const w of Array.isArray(g?.paths) ? g.paths : []) if (typeof w === 'string') files.add(path.join(dir, w));
+  } catch {
+    // Not a model.json: the module stage says so.
+  }
+  return { dir, hits: (p) => files.has(p) };
 }
 
 function outputsOf(o: OutputPathOptions): Output[] {
@@ -138,15 +153,17 @@ export function checkOutputPaths(o: OutputPathOptions): void {
     if (p !== undefined && p.trim() === '') throw new UsageError(`${flag} is empty (an unset shell variable?): give a path`);
   }
   const outputs = outputsOf(o);
-  const inputs: Array<[string, string]> = o.imageDir ? [['--image_dir', o.imageDir]] : [];
-  const mod = moduleDir(o.tfhubModule);
-  if (mod !== undefined) inputs.push(['the module folder of --tfhub_module', mod]);
+  const mod = moduleFiles(o.tfhubModule);
   for (const out of outputs) {
     const real = realish(out.path);
-    for (const [what, dir] of inputs) {
-      const input = realish(dir);
-      if (isWithin(input, real)) throw new UsageError(`${out.flag} ${out.path} is inside ${what} ${dir}: write outputs elsewhere, never over the inputs`);
-      if (out.replaced && isWithin(real, input)) throw new UsageError(`${out.flag} ${out.path} holds ${what} ${dir}, and an export replaces it whole: give another folder`);
+    if (o.imageDir) {
+      const input = realish(o.imageDir);
+      if (isWithin(input, real)) throw new UsageError(`${out.flag} ${out.path} is inside --image_dir ${o.imageDir}: write outputs elsewhere, never among the images`);
+      if (out.replaced && isWithin(real, input)) throw new UsageError(`${out.flag} ${out.path} holds --image_dir ${o.imageDir}, and an export replaces it whole: give another folder`);
+    }
+    if (mod) {
+      if (mod.hits(real)) throw new UsageError(`${out.flag} ${out.path} would write over the module of --tfhub_module ${o.tfhubModule}: write outputs elsewhere`);
+      if (out.replaced && isWithin(real, mod.dir)) throw new UsageError(`${out.flag} ${out.path} holds the module of --tfhub_module ${o.tfhubModule}, and an export replaces it whole: give another folder`);
     }
   }
   for (const a of outputs) {
