@@ -6,12 +6,13 @@
  */
 import path from 'node:path';
 import { initBackend } from './backend.js';
-import { cacheAllBottlenecks, type BottleneckSection } from './bottleneck/index.js';
+import { cacheAllBottlenecks } from './bottleneck/index.js';
 import { distortedTraining } from './bottleneck/distorted.js';
 import { labeledSets, type LabeledSets } from './bottleneck/sets.js';
 import { findImages, splitSection, type ImageLists } from './dataset/index.js';
 import { RetrainError } from './errors.js';
-import { checkQuantizedExport, exportIntermediate, exportRetrained } from './export/stage.js';
+import { exportIntermediate, exportRetrained } from './export/stage.js';
+import { checkOutputPaths } from './export/outputs.js';
 import { checkTensorFlowExport } from './export/tf.js';
 import { fineTunableLayers } from './finetune/index.js';
 import { fineTuneStage } from './finetune/stage.js';
@@ -21,7 +22,7 @@ import type { Logger } from './log.js';
 import { loadModule, moduleSection, type FeatureExtractor } from './module/index.js';
 import { writeCheckReport, writeReport } from './report/index.js';
 import { checkPhotos, type DatasetCheckSummary } from './check/index.js';
-import { writeSummary, type RunSummary } from './summary/index.js';
+import { emptySummary, withFailureSummary, writeSummary, type RunSummary } from './summary/index.js';
 import { TrainingSummaries } from './tensorboard/index.js';
 import { finalTest, trainNewHead, type Misclassified } from './train/stage.js';
 import { throwIfInterrupted } from './util/abort.js';
@@ -34,9 +35,13 @@ export interface RetrainResult {
   misclassified: Misclassified[];
 }
 
-/** Wall time per step, in seconds, for the summary and the report. */
-class StepClock {
+/**
+ * What the run has done so far: wall time per step, and each step's summary section
+ * as it completes, so that a run that fails midway still says what it did.
+ */
+class RunRecord {
   readonly timings: Record<string, number> = {};
+  private parts: Partial<RunSummary> = {};
   async time<T>(step: string, fn: () => Promise<T> | T): Promise<T> {
     const t0 = performance.now();
     try {
@@ -45,25 +50,39 @@ class StepClock {
       this.timings[step] = Math.round(performance.now() - t0) / 1000;
     }
   }
+  note(parts: Partial<RunSummary>): void {
+    Object.assign(this.parts, parts);
+  }
+  sofar(): RunSummary {
+    return { ...emptySummary(), ...this.parts, timings_s: this.timings };
+  }
 }
 
 export async function runRetrain(options: RetrainOptions, log: Logger): Promise<RetrainResult> {
   const o = validateRetrainOptions(options);
-  const clock = new StepClock();
-  const backend = await clock.time('backend', () => initBackend(o.backend));
+  // Paths before anything else: a refused path writes nothing, not even a summary.
+  checkOutputPaths(o);
+  const run = new RunRecord();
+  return withFailureSummary(o.summaryJson, () => run.sofar(), log, () => retrainSteps(o, log, run));
+}
+
+async function retrainSteps(o: RetrainOptions, log: Logger, run: RunRecord): Promise<RetrainResult> {
+  const backend = await run.time('backend', () => initBackend(o.backend));
   log.info(`Using backend ${backend.name} (${backend.package})`);
-  const lists = await clock.time('dataset', () => findImages(o, log));
-  const extractor = await clock.time('module', () => loadModule(o, log));
-  const base = { module: moduleSection(extractor.info), backend: backend.name, ...splitSection(lists), timings_s: clock.timings };
+  const lists = await run.time('dataset', () => findImages(o, log));
+  run.note({ backend: backend.name, ...splitSection(lists) });
+  const extractor = await run.time('module', () => loadModule(o, log));
+  run.note({ module: moduleSection(extractor.info) });
   try {
     refuseUnsupportedRequests(extractor, o);
-    const { bottlenecks, section } = await clock.time('bottlenecks', () => cacheAllBottlenecks(lists, extractor, o, log));
-    if (o.bottlenecksOnly) return await finish(o, { summary: { ...base, bottlenecks: section }, misclassified: [] });
-    const check = o.skipDatasetCheck ? undefined : await clock.time('dataset_check', () => checkPhotos(lists, bottlenecks, o, path.join(reportDirOf(o), 'dataset_check.csv'), log));
-    const checked = { ...base, bottlenecks: section, ...(check ? { dataset_check: check } : {}) };
-    if (o.checkDataset) return await finish(o, { summary: await reportCheck(o, checked, check!, log), misclassified: [] });
+    const { bottlenecks, section } = await run.time('bottlenecks', () => cacheAllBottlenecks(lists, extractor, o, log));
+    run.note({ bottlenecks: section });
+    if (o.bottlenecksOnly) return await finish(o, { summary: run.sofar(), misclassified: [] });
+    const check = o.skipDatasetCheck ? undefined : await run.time('dataset_check', () => checkPhotos(lists, bottlenecks, o, path.join(reportDirOf(o), 'dataset_check.csv'), log));
+    if (check) run.note({ dataset_check: check });
+    if (o.checkDataset) return await finish(o, { summary: await reportCheck(o, run.sofar(), check!, log), misclassified: [] });
     const sets = usableSets(lists, labeledSets(lists, bottlenecks));
-    return await trainAndExport(o, log, clock, extractor, lists, sets, checked);
+    return await trainAndExport(o, log, run, extractor, lists, sets);
   } finally {
     extractor.dispose();
   }
@@ -73,45 +92,41 @@ export async function runRetrain(options: RetrainOptions, log: Logger): Promise<
 async function trainAndExport(
   o: RetrainOptions,
   log: Logger,
-  clock: StepClock,
+  run: RunRecord,
   extractor: FeatureExtractor,
   lists: ImageLists,
   sets: LabeledSets,
-  base: Omit<RunSummary, 'training'> & { bottlenecks: BottleneckSection },
 ): Promise<RetrainResult> {
   const labels = lists.classes.map((c) => c.label);
   const size = extractor.info.bottleneckSize;
-  const distorted = await clock.time('distorted_bottlenecks', () => distortedTraining(lists, extractor, sets.training, o, log));
+  const distorted = await run.time('distorted_bottlenecks', () => distortedTraining(lists, extractor, sets.training, o, log));
   const intermediate: string[] = [];
   const tb = new TrainingSummaries(o.summariesDir, log);
-  const { head, section: training } = await clock.time('training', () =>
+  const { head, section: training } = await run.time('training', () =>
     trainNewHead({ training: distorted.training, validation: sets.validation }, labels.length, size, o, {
       trainBottlenecks: distorted.trainBottlenecks,
       onEval: (point, h) => tb.onEval(point, h),
       onIntermediate: async (step, h) => void intermediate.push(await exportIntermediate(extractor, await h.values(), labels, o, step)),
     }, log).finally(() => tb.close()),
   );
+  run.note({ training });
   try {
     const tuned = o.fineTuneLayers > 0
-      ? await clock.time('fine_tuning', () => fineTuneStage(extractor, head, sets, { ...o, fineTuneLearningRate: fineTuneRate(o) }, log))
+      ? await run.time('fine_tuning', () => fineTuneStage(extractor, head, sets, { ...o, fineTuneLearningRate: fineTuneRate(o) }, log))
       : undefined;
+    if (tuned) run.note({ fine_tune: tuned.summary });
     const testing = tuned?.testing ?? sets.testing;
-    const test = await clock.time('testing', () => finalTest(head, testing, labels, o, log));
+    const test = await run.time('testing', () => finalTest(head, testing, labels, o, log));
+    run.note({ test: test.section });
     throwIfInterrupted(o.signal, 'interrupted before export: the model was not exported; the bottleneck cache is kept');
     const values = await head.values();
-    await clock.time('export', () => exportRetrained(extractor, values, labels, o, log));
+    const exported = await run.time('export', () => exportRetrained(extractor, values, labels, testing, o, log));
+    if (exported) run.note({ export: exported });
+    run.note({ outputs: { output_graph: o.outputGraph, output_labels: o.outputLabels, intermediate } });
     // A signal during the export lets it finish (it is one atomic unit), then stops here.
     throwIfInterrupted(o.signal, `interrupted during the export: the export was finished first, so ${o.outputGraph} holds the new model; the report was not written`);
-    const exported = await clock.time('export_check', () => checkQuantizedExport(o, testing, log));
-    const summary: RunSummary = {
-      ...base,
-      training,
-      ...(tuned ? { fine_tune: tuned.summary } : {}),
-      test: test.section,
-      ...(exported ? { export: exported } : {}),
-      outputs: { output_graph: o.outputGraph, output_labels: o.outputLabels, intermediate },
-    };
-    await clock.time('report', () => reportRun(o, summary, labels, log));
+    const summary = run.sofar();
+    await run.time('report', () => reportRun(o, summary, labels, log));
     return await finish(o, { summary, misclassified: test.misclassified });
   } finally {
     head.dispose();

@@ -140,7 +140,9 @@ test('--strict makes the first bad image fatal: one line naming it, exit 1, no m
   assert.match(last, BAD[name]!);
   assert.ok(!hasStack(r.stderr), r.stderr);
   assert.ok(!fs.existsSync(path.join(out, 'graph')));
-  assert.ok(!fs.existsSync(path.join(out, 'summary.json')));
+  // The summary of the failed run carries its error.
+  const summary = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'));
+  assert.deepEqual(summary.error, { message: last.replace(/^retrain: error: /, ''), exit_code: 1 });
 });
 
 test('a class whose images are all unreadable: one clear line, exit 1', async () => {

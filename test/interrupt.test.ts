@@ -104,7 +104,9 @@ test('Ctrl-C during bottleneck creation: stops within a second, keeps finished f
   assert.equal(files.final.length, saved, 'every finished bottleneck is on disk');
   assert.ok(saved < TOTAL);
   assert.deepEqual(files.other, [], 'temp files left behind');
-  assert.ok(!fs.existsSync(path.join(out, 'graph')) && !fs.existsSync(path.join(out, 'summary.json')));
+  assert.ok(!fs.existsSync(path.join(out, 'graph')));
+  // The summary says the run was interrupted.
+  assert.equal(result2(out).error.exit_code, 130);
 
   const again = await runCliAsync('retrain', args(out));
   assert.equal(again.status, 0, again.stderr);
@@ -126,7 +128,9 @@ test('Ctrl-C during training stops within a second with exit 130 and writes no m
   assert.ok(elapsed < 1000, `took ${elapsed.toFixed(0)} ms to stop`);
   assert.match(r.stderr.trim().split('\n').at(-1)!, /^retrain: error: interrupted at training step \d+: the model was not exported; the bottleneck cache is kept$/);
   assert.equal(cacheFiles(out).final.length, TOTAL);
-  assert.ok(!fs.existsSync(path.join(out, 'graph')) && !fs.existsSync(path.join(out, 'summary.json')));
+  assert.ok(!fs.existsSync(path.join(out, 'graph')));
+  // The summary says the run was interrupted.
+  assert.equal(result2(out).error.exit_code, 130);
 });
 
 test('Ctrl-C during fine-tuning stops within 2 s with exit 130 and exports nothing; a second Ctrl-C quits at once', async () => {
@@ -285,26 +289,25 @@ function result2(out: string) {
   return JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'));
 }
 
-test('a write that fails names the path, exits 1, and leaves nothing half-written', async () => {
+test('a path that cannot be written is refused at the start, naming it, and nothing is half-written', async () => {
   const blocker = path.join(root, 'a-file');
   fs.writeFileSync(blocker, 'x');
   const cache = path.join(root, 'reference', 'bottlenecks');
   const cases: Array<[string, string[], RegExp]> = [
-    ['bn', ['--bottleneck_dir', path.join(blocker, 'bottlenecks')], /^retrain: error: cannot write .*a-file\/bottlenecks\/.+\.bin: ENOTDIR/],
-    ['graph', ['--bottleneck_dir', cache, '--output_graph', path.join(blocker, 'graph')], /^retrain: error: cannot write .*a-file\/graph: ENOTDIR/],
-    ['summary', ['--bottleneck_dir', cache, '--summary_json', path.join(blocker, 'summary.json')], /^retrain: error: cannot write .*a-file\/summary\.json: (ENOTDIR|EEXIST)/],
+    ['bn', ['--bottleneck_dir', path.join(blocker, 'bottlenecks')], /^retrain: error: --bottleneck_dir .*a-file\/bottlenecks: .*a-file is a file, not a folder/],
+    ['graph', ['--bottleneck_dir', cache, '--output_graph', path.join(blocker, 'graph')], /^retrain: error: --output_graph .*a-file\/graph: .*a-file is a file, not a folder/],
+    ['summary', ['--bottleneck_dir', cache, '--summary_json', path.join(blocker, 'summary.json')], /^retrain: error: --summary_json .*a-file\/summary\.json: .*a-file is a file, not a folder/],
   ];
   const runs = await Promise.all(cases.map(([name, extra]) => runCliAsync('retrain', [...args(path.join(root, `writefail-${name}`)), ...extra])));
   runs.forEach((r, i) => {
-    assert.equal(r.status, 1, r.stderr);
+    assert.equal(r.status, 2, r.stderr);
     assert.match(r.stderr.trim().split('\n').at(-1)!, cases[i]![2]);
     assert.ok(!hasStack(r.stderr), r.stderr);
   });
-  assert.ok(!fs.existsSync(path.join(root, 'writefail-bn')), 'nothing written when the cache cannot be');
-  assert.deepEqual(filesBelow(path.join(root, 'writefail-graph')), [], 'no model and no summary after a failed export');
-  // The summary comes last: the model before it is complete, and no temp file is left.
-  const written = filesBelow(path.join(root, 'writefail-summary'));
-  assert.deepEqual(written, ['confusion_matrix.csv', 'dataset_check.csv', 'graph/group1-shard1of1.bin', 'graph/model.json', 'labels.txt', 'per_class_metrics.csv', 'report.html']);
+  // Refused before anything is written (a summary too: the run's paths are not trusted).
+  assert.deepEqual(filesBelow(path.join(root, 'writefail-bn')), []);
+  assert.deepEqual(filesBelow(path.join(root, 'writefail-graph')), []);
+  assert.deepEqual(filesBelow(path.join(root, 'writefail-summary')), []);
   assert.equal(fs.readFileSync(blocker, 'utf8'), 'x');
 });
 
@@ -323,7 +326,7 @@ test('a read-only output folder: one line naming the path, exit 1, no temp files
     permissionUser().user,
   );
   assert.equal(r.status, 1, r.stderr);
-  assert.match(r.stderr.trim().split('\n').at(-1)!, /^retrain: error: cannot write .*readonly\/graph\/.+: EACCES/);
+  assert.match(r.stderr.trim().split('\n').at(-1)!, /^retrain: error: --output_graph .*readonly\/graph: cannot write in .*readonly \(EACCES\)/);
   assert.ok(!hasStack(r.stderr));
   assert.deepEqual(fs.readdirSync(out), []);
 });
@@ -362,7 +365,8 @@ test('a full disk: one line naming the file, exit 1, no partial file left', asyn
     const kept = filesBelow(cacheDisk);
     assert.ok(kept.length > 0 && kept.every((f) => f.endsWith('.bin')), kept.join(' '));
     assert.deepEqual(filesBelow(graphDisk), []);
-    assert.ok(!fs.existsSync(path.join(out, 'summary.json')));
+    // The failed export's summary says why.
+    assert.match(JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8')).error.message, /ENOSPC/);
   } finally {
     if (typeof unmountGraph === 'function') unmountGraph();
     unmountCache();

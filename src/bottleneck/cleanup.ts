@@ -1,6 +1,6 @@
 /**
  * A process killed while writing a bottleneck leaves its temp file (`<name>.bin.<n>`,
- * write-file-atomic's naming) beside the real one. Nothing reads those; this removes
+ * writeAtomic's naming) beside the real one. Nothing reads those; this removes
  * the ones old enough that no live run can still be writing them.
  */
 import fs from 'node:fs';

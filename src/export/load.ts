@@ -91,6 +91,11 @@ export async function loadClassifier(opts: ClassifierOptions): Promise<Classifie
   // The stored labels name final_result's classes, not another --output_layer's values.
   const ownOutput = !opts.outputLayer || opts.outputLayer === meta?.outputName;
   const labels = opts.labels ? readLabels(opts.labels) : ownOutput ? meta?.labels : undefined;
+  // Labels from another run over this model's weights would name every class wrongly, without a sign.
+  if (opts.labels && ownOutput && meta?.labels && labels!.join('\n') !== meta.labels.join('\n')) {
+    const few = (l: string[]) => (l.length > 4 ? `${l.slice(0, 4).join(', ')}, …` : l.join(', '));
+    throw new RetrainError(`--labels ${opts.labels} (${few(labels!)}) differ from the labels stored in the model (${few(meta.labels)}): pass the labels written with this model, or leave --labels out to use the stored ones`);
+  }
   return { labels, spec, metadata: meta, run, dispose };
 }
 

@@ -20,8 +20,11 @@ export interface RetrainMetadata {
   module: Pick<ModuleInfo, 'spec' | 'name' | 'id' | 'format' | 'bottleneckTensor' | 'bottleneckSize'>;
 }
 
+/** retrain.py's labels file: one label a line. */
+export const labelsText = (labels: string[]): string => labels.join('\n') + '\n';
+
 export async function writeLabels(file: string, labels: string[]): Promise<void> {
-  await writeAtomic(file, labels.join('\n') + '\n');
+  await writeAtomic(file, labelsText(labels));
 }
 
 export function readLabels(file: string): string[] {

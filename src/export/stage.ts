@@ -5,7 +5,8 @@ import type { Logger } from '../log.js';
 import type { FeatureExtractor } from '../module/index.js';
 import type { HeadValues } from '../train/index.js';
 import { exportAccuracy, folderBytes } from './evaluate.js';
-import { exportModel, writeLabels } from './index.js';
+import { exportModel } from './index.js';
+import { withOutputLocks } from './publish.js';
 import type { QuantizeBytes } from './quantize.js';
 import { exportSavedModel, isFrozenGraphPath } from './tf.js';
 
@@ -41,30 +42,32 @@ export function intermediatePath(o: ExportStepOptions, step: number): string {
 /** Writes an intermediate model (the module plus the head as it is at `step`); returns its path. */
 export async function exportIntermediate(ex: FeatureExtractor, head: HeadValues, labels: string[], o: ExportStepOptions, step: number): Promise<string> {
   const dir = intermediatePath(o, step);
-  await exportModel(ex, head, { dir, labels, finalTensorName: o.finalTensorName });
+  await exportModel(ex, head, { dir, labels, finalTensorName: o.finalTensorName, flag: '--intermediate_output_graphs_dir' });
   return dir;
 }
 
 /**
  * Step "export the model" (retrain.py's save_graph_to_file and export_model): the
- * module with the head on top to --output_graph, the labels to --output_labels, and
- * a SavedModel to --saved_model_dir when asked.
+ * module with the head on top to --output_graph and the labels to --output_labels,
+ * published together under a lock so that two runs never mix; a SavedModel to
+ * --saved_model_dir when asked. With --quantize_bytes, the export is loaded back
+ * (still under the lock) and checked.
  */
-export async function exportRetrained(ex: FeatureExtractor, head: HeadValues, labels: string[], o: ExportStepOptions, log: Logger): Promise<void> {
-  await exportModel(ex, head, { dir: o.outputGraph, labels, finalTensorName: o.finalTensorName, quantizeBytes: o.quantizeBytes as QuantizeBytes | undefined });
-  await writeLabels(o.outputLabels, labels);
-  if (o.savedModelDir) {
-    await exportSavedModel(ex, head, { dir: o.savedModelDir, labels, finalTensorName: o.finalTensorName });
-    log.info(`Wrote a SavedModel (tag serve, signature serving_default: image -> prediction) to ${o.savedModelDir}`);
-  }
-  log.info(`Wrote the retrained model to ${o.outputGraph} and its labels to ${o.outputLabels}`);
+export async function exportRetrained(ex: FeatureExtractor, head: HeadValues, labels: string[], testing: LabeledSet, o: ExportStepOptions, log: Logger): Promise<ExportSection | undefined> {
+  return withOutputLocks([o.outputGraph, o.outputLabels], (p) => log.info(`Waiting for another run writing ${p}`), async () => {
+    const quantizeBytes = o.quantizeBytes as QuantizeBytes | undefined;
+    await exportModel(ex, head, { dir: o.outputGraph, labels, labelsFile: o.outputLabels, finalTensorName: o.finalTensorName, quantizeBytes });
+    if (o.savedModelDir) {
+      await exportSavedModel(ex, head, { dir: o.savedModelDir, labels, finalTensorName: o.finalTensorName });
+      log.info(`Wrote a SavedModel (tag serve, signature serving_default: image -> prediction) to ${o.savedModelDir}`);
+    }
+    log.info(`Wrote the retrained model to ${o.outputGraph} and its labels to ${o.outputLabels}`);
+    return checkQuantizedExport(o, testing, log);
+  });
 }
 
-/**
- * Step "check the quantized export": with --quantize_bytes, loads the written model
- * back as a user would and measures its size and test accuracy.
- */
-export async function checkQuantizedExport(o: ExportStepOptions, testing: LabeledSet, log: Logger): Promise<ExportSection | undefined> {
+/** With --quantize_bytes: the written model loaded back as a user would, its size and test accuracy. */
+async function checkQuantizedExport(o: ExportStepOptions, testing: LabeledSet, log: Logger): Promise<ExportSection | undefined> {
   if (!o.quantizeBytes) return undefined;
   const bytes = folderBytes(o.outputGraph);
   const acc = testing.y.length ? await exportAccuracy(o.outputGraph, testing.files, testing.y) : null;

@@ -2,7 +2,11 @@
  * Writing the retrained model for Python TensorFlow and TF Serving, as retrain.py
  * does: a frozen GraphDef (--output_graph *.pb) and a SavedModel (--saved_model_dir).
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import { RetrainError } from '../errors.js';
+import { publishDir } from './publish.js';
+import { SAVED_MODEL_FILE } from './outputs.js';
 import type { FeatureExtractor, ModuleInfo } from '../module/index.js';
 import type { HeadValues } from '../train/index.js';
 import { writeAtomic } from '../util/fsutil.js';
@@ -60,5 +64,13 @@ export async function exportFrozenGraph(ex: FeatureExtractor, head: HeadValues, 
 /** --saved_model_dir: retrain.py's export_model (tag serve, signature serving_default: image → prediction). */
 export async function exportSavedModel(ex: FeatureExtractor, head: HeadValues, opts: ExportOptions): Promise<void> {
   const { graphDef, sig } = await retrainedGraphDef(ex, head, opts);
-  await writeSavedModel(opts.dir, graphDef, sig);
+  await publishDir(
+    opts.dir,
+    '--saved_model_dir',
+    (name) => SAVED_MODEL_FILE.test(name),
+    (dir) => writeSavedModel(dir, graphDef, sig),
+    (dir) => {
+      if (!(fs.statSync(path.join(dir, 'saved_model.pb'), { throwIfNoEntry: false })?.size ?? 0)) throw new RetrainError(`the SavedModel written to ${dir} has no saved_model.pb`);
+    },
+  );
 }

@@ -9,21 +9,16 @@ import { appendHeadToGraph } from './graph.js';
 import { metadataFor } from './metadata.js';
 import { quantizeArtifacts, type QuantizeBytes } from './quantize.js';
 
-/** Removes shards an earlier export left that the new model.json no longer names. */
-export function removeStaleShards(dir: string): void {
-  const json = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8')) as tf.io.ModelJSON;
-  const keep = new Set(json.weightsManifest.flatMap((g) => g.paths));
-  for (const f of fs.readdirSync(dir)) {
-    if (/^group\d+-shard\d+of\d+(\.bin)?$/.test(f) && !keep.has(f)) fs.rmSync(path.join(dir, f), { force: true });
-  }
-}
-
 export interface ExportOptions {
   dir: string;
   labels: string[];
   finalTensorName: string;
   /** --quantize_bytes: 1 = uint8, 2 = float16 weights. */
   quantizeBytes?: QuantizeBytes;
+  /** The labels file to publish with the model: inside the model folder it is swapped in with it, elsewhere renamed in right after. */
+  labelsFile?: string;
+  /** The flag that named `dir`, for errors. */
+  flag?: string;
 }
 
 /** Writes the folder, quantizing the weights first when asked. */

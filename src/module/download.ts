@@ -11,6 +11,7 @@ import path from 'node:path';
 import { InterruptedError, RetrainError, UsageError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { writeAtomic } from '../util/fsutil.js';
+import { writeAll } from '../util/write.js';
 import { checkModelFiles, checkWeightPath, expectedGroupBytes, parseModelJson } from './io.js';
 
 export interface DownloadOptions {
@@ -111,7 +112,7 @@ async function fetchModel(jsonUrl: string, dir: string, timeoutMs: number, userS
       });
       try {
         received += await fetchBody(weightUrl(jsonUrl, p), expected[i] - received, timeoutMs, async (chunk) => {
-          await fh.write(chunk).catch((err: unknown) => {
+          await writeAll(fh, chunk).catch((err: unknown) => {
             throw new RetrainError(`cannot write ${file}: ${errorMessage(err)}`, 1, { cause: err });
           });
         }, userSignal);

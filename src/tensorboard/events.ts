@@ -10,6 +10,7 @@ import { crc32c } from '@aws-crypto/crc32c';
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { RetrainError, errorMessage } from '../errors.js';
 import type { Histogram } from './histogram.js';
+import { writeAllSync } from '../util/write.js';
 
 export type SummaryValue = { tag: string; simpleValue: number } | { tag: string; histo: Histogram };
 
@@ -95,7 +96,7 @@ export class EventFileWriter {
 
   private write(e: Parameters<typeof encodeEvent>[0]): void {
     try {
-      fs.writeSync(this.fd, tfRecord(encodeEvent(e)));
+      writeAllSync(this.fd, tfRecord(encodeEvent(e)));
     } catch (err) {
       throw new RetrainError(`cannot write ${this.file}: ${errorMessage(err)}`, 1, { cause: err });
     }

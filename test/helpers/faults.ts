@@ -18,10 +18,11 @@ export interface Running {
 }
 
 /** Starts bin/<command>.js in a child process; `done` settles when it exits. */
-export function startCli(command: 'retrain' | 'label-image', args: string[], env: NodeJS.ProcessEnv = {}, user: { uid?: number; gid?: number } = {}): Running {
+export function startCli(command: 'retrain' | 'label-image', args: string[], env: NodeJS.ProcessEnv = {}, user: { uid?: number; gid?: number } = {}, cwd?: string): Running {
   const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', `${command}.js`), ...args], {
     env: cliEnv({ CI: '1', ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
+    cwd,
     ...user,
   });
   let stdout = '';
