@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { makeGraphModel, makeImageDir, makeLayersModel, tempDir } from './helpers/fixtures.js';
-import { hasStack, runCliAsync } from './helpers/faults.js';
+import { copyModel as copyModelAs, hasStack, runCliAsync } from './helpers/faults.js';
 
 let root = '';
 let images = '';
@@ -61,15 +61,7 @@ async function expectError(extra: string[], status: number, message: RegExp, mod
   return r.stderr;
 }
 
-function copyModel(from: string, name: string, edit: (json: Record<string, any>) => void): string {
-  const dir = path.join(root, name);
-  fs.cpSync(from, dir, { recursive: true });
-  const file = path.join(dir, 'model.json');
-  const json = JSON.parse(fs.readFileSync(file, 'utf8'));
-  edit(json);
-  fs.writeFileSync(file, JSON.stringify(json));
-  return dir;
-}
+const copyModel = (from: string, name: string, edit: (json: Record<string, any>) => void): string => copyModelAs(root, from, name, edit);
 
 test('--image_dir missing, a file, or empty; one class', async () => {
   const file = path.join(root, 'a-file.txt');

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { makeImageDir, makeLayersModel, tempDir } from './helpers/fixtures.js';
-import { hasStack, runCliAsync } from './helpers/faults.js';
+import { copyModel as copyModelAs, hasStack, runCliAsync } from './helpers/faults.js';
 
 let root = '';
 let images = '';
@@ -46,15 +46,7 @@ async function expectError(command: 'retrain' | 'label-image', argv: string[], s
   assert.ok(!hasStack(r.stderr), r.stderr);
 }
 
-function copyModel(name: string, edit: (json: Record<string, any>) => void): string {
-  const dir = path.join(root, name);
-  fs.cpSync(layers, dir, { recursive: true });
-  const file = path.join(dir, 'model.json');
-  const json = JSON.parse(fs.readFileSync(file, 'utf8'));
-  edit(json);
-  fs.writeFileSync(file, JSON.stringify(json));
-  return dir;
-}
+const copyModel = (name: string, edit: (json: Record<string, any>) => void): string => copyModelAs(root, layers, name, edit);
 
 const layer = (j: Record<string, any>, cls: string) => j.modelTopology.config.layers.find((l: { class_name: string }) => l.class_name === cls).config;
 

@@ -129,3 +129,14 @@ export function permissionUser(): { user: { uid?: number; gid?: number }; skip: 
   if (probe.status === 0) return { user: { uid: NOBODY_ID, gid: NOBODY_ID }, skip: false };
   return { user: {}, skip: `running as root and the checkout ${REPO_ROOT} is not readable by nobody, so file permissions cannot be tested` };
 }
+
+/** A copy of the model folder `from` as `<root>/<name>`, with its model.json edited. */
+export function copyModel(root: string, from: string, name: string, edit: (json: Record<string, any>) => void): string {
+  const dir = path.join(root, name);
+  fs.cpSync(from, dir, { recursive: true });
+  const file = path.join(dir, 'model.json');
+  const json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  edit(json);
+  fs.writeFileSync(file, JSON.stringify(json));
+  return dir;
+}
