@@ -5,9 +5,8 @@
  * images whose bottlenecks are (almost) identical are decoded.
  */
 import { createHash } from 'node:crypto';
-import fs from 'node:fs';
 import pLimit from 'p-limit';
-import { decodeImage } from '../image/index.js';
+import { decodeImage, readImageFile } from '../image/index.js';
 import { DisjointSets, type SimilarPair } from './near.js';
 
 /** Bottleneck cosine above which two images may have the same pixels (batching changes the last float bits). */
@@ -32,7 +31,8 @@ async function pixelDigest(file: string): Promise<string | null> {
 /** Groups of images (indices into `files`) with the same bytes or the same decoded pixels. */
 export async function exactDuplicates(files: string[], candidates: SimilarPair[]): Promise<ExactGroup[]> {
   const io = pLimit(8);
-  const bytes = await Promise.all(files.map((f) => io(async () => sha256(await fs.promises.readFile(f)))));
+  // readImageFile: names that are not UTF-8, and size and header checks; a file that went away matches nothing.
+  const bytes = await Promise.all(files.map((f) => io(() => readImageFile(f).then(sha256, () => `unreadable:${f}`))));
   const toDecode = new Set<number>();
   for (const p of candidates) {
     if (p.cosine >= PIXEL_CANDIDATE_COSINE && bytes[p.a] !== bytes[p.b]) toDecode.add(p.a).add(p.b);
