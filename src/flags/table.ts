@@ -88,7 +88,7 @@ export function filePath(s: Spec<string>): Flag<string> {
     ...s,
     parse: expandHome,
     format: (v) => v,
-    check: (v, flag) => (v.trim() === '' ? 'is empty: give a path (is a shell variable unset?)' : own?.(v, flag)),
+    check: (v, flag) => (v.trim() === '' ? 'is empty (an unset shell variable?): give a path' : own?.(v, flag)),
   };
 }
 
