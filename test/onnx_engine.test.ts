@@ -1,0 +1,139 @@
+/**
+ * ONNX Runtime as the bottleneck engine, through the real CLI: which engine runs is
+ * logged, a module it cannot run falls back to tfjs in one line, a damaged converted
+ * module is rebuilt, and one bottleneck cache serves every engine.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { HEADER_BYTES } from '../src/bottleneck/format.js';
+import { folderSaveHandler } from '../src/module/io.js';
+import { makeGraphModel, makeImageDir, makeLayersModel, runCli, tempDir, useCpuBackend } from './helpers/fixtures.js';
+
+const ENGINE_LINE = /^INFO:retrain:Module forward pass on onnxruntime \(\d+ threads?\), (converted and )?cached at (.+\.onnx)$/m;
+
+async function setup(kind: 'layers' | 'graph' | 'unsupported') {
+  const root = tempDir('onnx-engine-');
+  const images = await makeImageDir(path.join(root, 'images'), { perClass: 6 });
+  const moduleDir = path.join(root, 'module');
+  const module = kind === 'layers' ? await makeLayersModel(moduleDir) : kind === 'graph' ? makeGraphModel(moduleDir) : await makeUpsamplingModel(moduleDir);
+  const args = (backend: string, bottlenecks = 'bn', extra: string[] = []) => [
+    '--image_dir', images,
+    '--tfhub_module', module,
+    '--module_cache_dir', path.join(root, 'modules'),
+    '--bottleneck_dir', path.join(root, bottlenecks),
+    '--output_graph', path.join(root, 'out'),
+    '--output_labels', path.join(root, 'labels.txt'),
+    '--summary_json', path.join(root, 'summary.json'),
+    '--summaries_dir', path.join(root, 'logs'),
+    '--how_many_training_steps', '5',
+    '--backend', backend,
+    ...extra,
+  ];
+  const computed = () => {
+    const { bottlenecks: b } = JSON.parse(fs.readFileSync(path.join(root, 'summary.json'), 'utf8')) as { bottlenecks: { computed: number; cached: number } };
+    return { computed: b.computed, cached: b.cached };
+  };
+  return { root, args, computed };
+}
+
+/** UpSampling2D is outside the converter's op set; tfjs runs it. */
+async function makeUpsamplingModel(dir: string): Promise<string> {
+  await useCpuBackend();
+  const input = tf.input({ shape: [16, 16, 3] });
+  const conv = tf.layers.conv2d({ filters: 4, kernelSize: 3, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }).apply(input) as tf.SymbolicTensor;
+  const up = tf.layers.upSampling2d({ size: [2, 2] }).apply(conv) as tf.SymbolicTensor;
+  const model = tf.model({ inputs: input, outputs: tf.layers.globalAveragePooling2d({ name: 'pool' }).apply(up) as tf.SymbolicTensor });
+  await model.save(folderSaveHandler(dir));
+  model.dispose();
+  return dir;
+}
+
+/** Every cached bottleneck below `dir`, by file name. */
+function readCache(dir: string): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const f of fs.readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (!f.isFile()) continue;
+    const file = path.join(f.parentPath, f.name);
+    const bytes = fs.readFileSync(file);
+    const values = new Float32Array(bytes.subarray(HEADER_BYTES).buffer.slice(bytes.byteOffset + HEADER_BYTES, bytes.byteOffset + bytes.length));
+    out.set(path.relative(dir, file), values);
+  }
+  return out;
+}
+
+for (const kind of ['layers', 'graph'] as const) {
+  test(`--backend auto runs a ${kind} module on onnxruntime, says so, and caches the converted module`, async () => {
+    const s = await setup(kind);
+    const r = runCli('retrain', s.args('auto'));
+    assert.equal(r.status, 0, r.stderr);
+    const m = ENGINE_LINE.exec(r.stderr);
+    assert.ok(m, r.stderr);
+    assert.equal(m[1], 'converted and ');
+    assert.ok(m[2]!.startsWith(path.join(s.root, 'modules', 'onnx') + path.sep), m[2]);
+    assert.ok(fs.existsSync(m[2]!));
+    assert.doesNotMatch(r.stderr, /worker thread/);
+    assert.deepEqual(s.computed(), { computed: 18, cached: 0 });
+  });
+}
+
+test('a module with an op the converter lacks falls back to tfjs in one line, and the run completes', async () => {
+  const s = await setup('unsupported');
+  const r = runCli('retrain', s.args('onnxruntime'));
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stderr.split('\n').filter((l) => /onnxruntime/.test(l));
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0]!, /^WARNING:retrain:Module forward pass on tfjs \w+, not onnxruntime: .*does not cover: UpSampling2D$/);
+  assert.deepEqual(s.computed(), { computed: 18, cached: 0 });
+});
+
+test('a damaged converted module is rebuilt on the next run', async () => {
+  const s = await setup('layers');
+  const first = runCli('retrain', s.args('onnxruntime', 'bn1'));
+  assert.equal(first.status, 0, first.stderr);
+  const onnxFile = ENGINE_LINE.exec(first.stderr)?.[2];
+  assert.ok(onnxFile, first.stderr);
+  const bytes = fs.readFileSync(onnxFile);
+  fs.writeFileSync(onnxFile, bytes.subarray(0, bytes.length >> 1));
+  // A fresh bottleneck dir, so the module has to run again.
+  const second = runCli('retrain', s.args('onnxruntime', 'bn2'));
+  assert.equal(second.status, 0, second.stderr);
+  assert.match(second.stderr, /^WARNING:retrain:Rebuilt the converted module: .* does not match its checksum/m);
+  assert.equal(ENGINE_LINE.exec(second.stderr)?.[2], onnxFile);
+  assert.deepEqual(fs.readFileSync(onnxFile), bytes);
+  const third = runCli('retrain', s.args('onnxruntime', 'bn3'));
+  assert.equal(third.status, 0, third.stderr);
+  assert.equal(ENGINE_LINE.exec(third.stderr)?.[1], undefined, 'the third run reads the cached conversion');
+});
+
+test('one bottleneck cache serves every engine: wasm ↔ onnxruntime reuse it, and their values agree within 1e-4', async () => {
+  const s = await setup('layers');
+  // wasm first, then onnxruntime reuses its cache.
+  const wasm = runCli('retrain', s.args('wasm', 'bn-wasm'));
+  assert.equal(wasm.status, 0, wasm.stderr);
+  assert.deepEqual(s.computed(), { computed: 18, cached: 0 });
+  const reuse = runCli('retrain', s.args('onnxruntime', 'bn-wasm'));
+  assert.equal(reuse.status, 0, reuse.stderr);
+  assert.deepEqual(s.computed(), { computed: 0, cached: 18 });
+  // onnxruntime first, then wasm reuses its cache.
+  const ort = runCli('retrain', s.args('onnxruntime', 'bn-ort'));
+  assert.equal(ort.status, 0, ort.stderr);
+  assert.match(ort.stderr, ENGINE_LINE);
+  assert.deepEqual(s.computed(), { computed: 18, cached: 0 });
+  const back = runCli('retrain', s.args('wasm', 'bn-ort'));
+  assert.equal(back.status, 0, back.stderr);
+  assert.deepEqual(s.computed(), { computed: 0, cached: 18 });
+
+  const a = readCache(path.join(s.root, 'bn-wasm'));
+  const b = readCache(path.join(s.root, 'bn-ort'));
+  assert.equal(a.size, 18);
+  assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort());
+  let worst = 0;
+  for (const [k, v] of a) {
+    const w = b.get(k)!;
+    for (let i = 0; i < v.length; i++) worst = Math.max(worst, Math.abs(v[i]! - w[i]!));
+  }
+  assert.ok(worst <= 1e-4, `max abs difference ${worst}`);
+});
