@@ -137,3 +137,19 @@ test('one bottleneck cache serves every engine: wasm ↔ onnxruntime reuse it, a
   }
   assert.ok(worst <= 1e-4, `max abs difference ${worst}`);
 });
+
+test('--distortion_variants 0: fresh distortions run on onnxruntime too, and train as they do on wasm', async () => {
+  const s = await setup('layers');
+  const history = () => (JSON.parse(fs.readFileSync(path.join(s.root, 'summary.json'), 'utf8')) as { training: { history: Array<{ crossEntropy: number }> } }).training.history;
+  const fresh = ['--flip_left_right', '--random_brightness', '20', '--distortion_variants', '0', '--seed', '3'];
+  const wasm = runCli('retrain', s.args('wasm', 'bn', fresh));
+  assert.equal(wasm.status, 0, wasm.stderr);
+  const onWasm = history();
+  // The bottleneck cache is complete: the module first runs for the distortions.
+  const ort = runCli('retrain', s.args('onnxruntime', 'bn', fresh));
+  assert.equal(ort.status, 0, ort.stderr);
+  assert.match(ort.stderr, /Bottlenecks: 0 computed, 18 cached[^]*fresh bottlenecks at every training step[^]*Module forward pass on onnxruntime/);
+  const onOrt = history();
+  assert.equal(onOrt.length, onWasm.length);
+  onOrt.forEach((p, i) => assert.ok(Math.abs(p.crossEntropy - onWasm[i]!.crossEntropy) <= 1e-3, `step ${i}: ${p.crossEntropy} vs ${onWasm[i]!.crossEntropy}`));
+});

@@ -386,6 +386,8 @@ export interface LoadModuleOptions {
   tfhubModule: string;
   /** auto and onnxruntime let the module's forward pass run on ONNX Runtime. */
   backend: BackendChoice;
+  /** Also ONNX Runtime's intra-op threads (default: one per core). */
+  numWorkers?: number;
   moduleCacheDir: string;
   bottleneckLayer?: string;
   inputRange?: [number, number];
@@ -407,7 +409,7 @@ export async function loadModule(o: LoadModuleOptions, log: Logger): Promise<Fea
     inputHeight: o.inputHeight,
     inputWidth: o.inputWidth,
     signal: o.signal,
-    onnx: wantsOnnxRuntime(o.backend) ? { cacheDir: path.join(o.moduleCacheDir, 'onnx') } : undefined,
+    onnx: wantsOnnxRuntime(o.backend) ? { cacheDir: path.join(o.moduleCacheDir, 'onnx'), threads: o.numWorkers || undefined } : undefined,
     log,
   });
   const { info } = extractor;

@@ -148,17 +148,29 @@ export async function startWorkerPool(info: ModuleInfo, opts: PoolOptions): Prom
 }
 
 /**
- * One batch runs in ORT (off the main thread, on all cores) while the next decodes:
- * the bottleneck stage keeps `concurrency + 1` batches in flight.
+ * One batch runs in ORT (off the main thread, on all cores) while the next ones
+ * decode: runs are queued here, one at a time, so two never split the cores.
  */
 export function onnxEngine(session: OnnxSession, height: number, width: number): ExtractEngine {
+  let last: Promise<unknown> = Promise.resolve();
   return {
-    concurrency: 1,
+    // One batch running and one decoded, waiting for it.
+    concurrency: 2,
     workers: session.threads,
-    extractBatch: (input, n) => session.run(input, n, height, width),
+    extractBatch(input, n) {
+      const run = last.then(() => session.run(input, n, height, width));
+      last = run.catch(() => {});
+      return run;
+    },
     // The session belongs to the module (distorted variants reuse it); the module's dispose releases it.
     dispose: async () => {},
   };
+}
+
+/** The module's forward pass on the main thread's side: ONNX Runtime when the module runs there, else the loaded extractor. */
+export async function forwardEngine(extractor: FeatureExtractor): Promise<ExtractEngine> {
+  const session = await extractor.onnx?.session();
+  return session ? onnxEngine(session, extractor.inputSpec.height, extractor.inputSpec.width) : inProcessEngine(extractor);
 }
 
 /** The backend choice that makes a worker run what the main thread runs. */
