@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from './backend.js';
+import { initBackend, wantsOnnxRuntime } from './backend.js';
 import { listImagesDeep } from './dataset/index.js';
 import { ImageError, RetrainError, UsageError, errorMessage } from './errors.js';
 import { loadClassifier, type Classifier } from './export/load.js';
@@ -44,19 +44,24 @@ export async function expandImageArgs(args: string[]): Promise<string[]> {
 export async function classifyImage(c: Classifier, file: string, topK: number): Promise<LabelResult> {
   const img = await decodeImage(file);
   const input = toModuleInput(img, c.spec);
-  let probs: tf.Tensor2D;
+  const { height, width } = c.spec;
+  let scores: Float32Array;
   try {
-    probs = tf.tidy(() => c.run(tf.tensor4d(input, [1, c.spec.height, c.spec.width, 3])));
+    const session = await c.onnx?.session();
+    if (session) scores = await session.run(input, 1, height, width);
+    else {
+      const probs = tf.tidy(() => c.run(tf.tensor4d(input, [1, height, width, 3])));
+      scores = (await probs.data()) as Float32Array;
+      probs.dispose();
+    }
   } catch (err) {
     // Frozen graphs often leave their input size open, so label_image.py's 299 default may not fit.
     throw new RetrainError(
-      `the model fails on a ${c.spec.height}x${c.spec.width} input (${errorMessage(err).split('\n')[0]}): check --input_height, --input_width, --input_layer and --output_layer`,
+      `the model fails on a ${height}x${width} input (${errorMessage(err).split('\n')[0]}): check --input_height, --input_width, --input_layer and --output_layer`,
       1,
       { cause: err },
     );
   }
-  const scores = (await probs.data()) as Float32Array;
-  probs.dispose();
   if (c.labels && c.labels.length !== scores.length) {
     throw new RetrainError(`the labels list has ${c.labels.length} entries but the model gives ${scores.length} scores: pass the matching --labels`);
   }
@@ -102,6 +107,7 @@ export async function labelImages(options: LabelImageOptions, log: Logger, hooks
     inputWidth: o.inputWidth,
     inputMean: o.inputMean,
     inputStd: o.inputStd,
+    onnx: wantsOnnxRuntime(o.backend) ? { cacheDir: path.join(o.moduleCacheDir, 'onnx'), log } : undefined,
   });
   try {
     const images = await expandImageArgs(o.image);

@@ -153,3 +153,27 @@ test('--distortion_variants 0: fresh distortions run on onnxruntime too, and tra
   assert.equal(onOrt.length, onWasm.length);
   onOrt.forEach((p, i) => assert.ok(Math.abs(p.crossEntropy - onWasm[i]!.crossEntropy) <= 1e-3, `step ${i}: ${p.crossEntropy} vs ${onWasm[i]!.crossEntropy}`));
 });
+
+for (const kind of ['layers', 'graph'] as const) {
+  test(`label-image runs a retrained ${kind} model on onnxruntime, with tfjs' scores`, async () => {
+    const s = await setup(kind);
+    const r = runCli('retrain', s.args('wasm'));
+    assert.equal(r.status, 0, r.stderr);
+    const label = (backend: string) => {
+      const li = runCli('label-image', ['--graph', path.join(s.root, 'out'), '--image', path.join(s.root, 'images'), '--top_k', '3', '--json', '--backend', backend, '--module_cache_dir', path.join(s.root, 'modules')]);
+      assert.equal(li.status, 0, li.stderr);
+      return { stderr: li.stderr, results: JSON.parse(li.stdout) as Array<{ image: string; predictions: Array<{ label: string; score: number }> }> };
+    };
+    const ort = label('onnxruntime');
+    assert.match(ort.stderr, /^INFO:label-image:Classifier on onnxruntime \(\d+ threads?\), converted and cached at .*\.onnx$/m);
+    const wasm = label('wasm');
+    assert.doesNotMatch(wasm.stderr, /onnxruntime/);
+    assert.equal(ort.results.length, 18);
+    ort.results.forEach((o, i) => {
+      const w = wasm.results[i]!;
+      assert.equal(o.image, w.image);
+      assert.deepEqual(o.predictions.map((p) => p.label), w.predictions.map((p) => p.label));
+      o.predictions.forEach((p, k) => assert.ok(Math.abs(p.score - w.predictions[k]!.score) <= 1e-4, `${o.image}: ${p.score} vs ${w.predictions[k]!.score}`));
+    });
+  });
+}

@@ -3,12 +3,15 @@
  * TensorFlow graph) as a classifier: label-image and the export check both use it,
  * so an image gets the same scores in both.
  */
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { RetrainError, UsageError, errorMessage } from '../errors.js';
 import { checkInputSide, type InputSpec } from '../image/index.js';
-import { locateModelJson, modelFormat, readModelFiles, type LoadedModelFiles } from '../module/io.js';
+import type { Logger } from '../log.js';
+import { locateModelJson, modelFormat, readModelFiles, weightBytes, type LoadedModelFiles } from '../module/io.js';
+import { onnxForward, type OnnxForward } from '../module/onnx_forward.js';
 import { readLabels, type RetrainMetadata } from './metadata.js';
 import { graphDefToArtifacts, readGraphFile, unsupportedOps } from './tfgraph.js';
 
@@ -22,6 +25,8 @@ export interface ClassifierOptions {
   inputWidth?: number;
   inputMean?: number;
   inputStd?: number;
+  /** Set: the classifier may run on ONNX Runtime (converted, cached in `cacheDir`, probed against tfjs). */
+  onnx?: { cacheDir: string; log: Logger };
 }
 
 export interface Classifier {
@@ -30,6 +35,8 @@ export interface Classifier {
   metadata: RetrainMetadata | undefined;
   /** [N,H,W,3] normalised input → [N, classes] probabilities. */
   run(x: tf.Tensor4D): tf.Tensor2D;
+  /** The same forward pass on ONNX Runtime, when allowed. */
+  onnx?: OnnxForward;
   dispose(): void;
 }
 
@@ -46,6 +53,7 @@ export async function loadClassifier(opts: ClassifierOptions): Promise<Classifie
   let run: (x: tf.Tensor4D) => tf.Tensor2D;
   let modelSize: [number | undefined, number | undefined];
   let dispose: () => void;
+  let outputName: string;
   try {
     if (format === 'layers-model') {
       const full = await tf.loadLayersModel(tf.io.fromMemory(files.artifacts));
@@ -53,6 +61,7 @@ export async function loadClassifier(opts: ClassifierOptions): Promise<Classifie
       if (opts.outputLayer && opts.outputLayer !== full.layers[full.layers.length - 1]!.name) {
         model = tf.model({ inputs: full.inputs, outputs: layerOutput(full, opts.outputLayer) });
       }
+      outputName = opts.outputLayer ?? full.layers[full.layers.length - 1]!.name;
       const s = full.inputs[0]!.shape;
       modelSize = [s[1] ?? undefined, s[2] ?? undefined];
       run = (x) => model.predict(x) as tf.Tensor2D;
@@ -73,6 +82,7 @@ export async function loadClassifier(opts: ClassifierOptions): Promise<Classifie
         throw new RetrainError(`--graph ${jsonPath} uses TensorFlow ops that TF.js cannot run: ${missing.join(', ')}`);
       }
       run = (x) => model.execute({ [input]: x }, output) as tf.Tensor2D;
+      outputName = output;
       dispose = () => model.dispose();
     }
   } catch (err) {
@@ -91,7 +101,31 @@ export async function loadClassifier(opts: ClassifierOptions): Promise<Classifie
   // The stored labels name final_result's classes, not another --output_layer's values.
   const ownOutput = !opts.outputLayer || opts.outputLayer === meta?.outputName;
   const labels = opts.labels ? readLabels(opts.labels) : ownOutput ? meta?.labels : undefined;
-  return { labels, spec, metadata: meta, run, dispose };
+  const onnx = opts.onnx && classifierOnnx(files, outputName, spec, run, opts.onnx);
+  return {
+    labels,
+    spec,
+    metadata: meta,
+    run,
+    onnx,
+    dispose: () => {
+      onnx?.dispose();
+      dispose();
+    },
+  };
+}
+
+/** The classifier on ONNX Runtime, keyed by its files and how it is fed. */
+function classifierOnnx(files: LoadedModelFiles, output: string, spec: InputSpec, run: (x: tf.Tensor4D) => tf.Tensor2D, o: { cacheDir: string; log: Logger }): OnnxForward {
+  const { height, width } = spec;
+  const id = createHash('sha256')
+    .update(files.jsonText)
+    .update(weightBytes(files.artifacts))
+    .update(JSON.stringify({ output, height, width }))
+    .digest('hex');
+  const range: [number, number] = [(0 - spec.mean) / spec.std, (255 - spec.mean) / spec.std];
+  const ref = { id, bottleneckTensor: output, inputHeight: height, inputWidth: width, inputRange: range };
+  return onnxForward(ref, files, run, { cacheDir: o.cacheDir }, o.log, 'Classifier');
 }
 
 function isFrozenGraph(file: string): boolean {

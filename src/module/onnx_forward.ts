@@ -34,6 +34,8 @@ export function onnxForward(
   tfjsExtract: (x: tf.Tensor4D) => tf.Tensor,
   opts: OnnxForwardOptions,
   log: Logger,
+  /** What the log lines call the forward pass. */
+  what = 'Module forward pass',
 ): OnnxForward {
   let opening: Promise<OnnxSession | undefined> | undefined;
   const open = async (): Promise<OnnxSession | undefined> => {
@@ -42,17 +44,17 @@ export function onnxForward(
       // Loaded only when a module runs there: label-image and cached runs skip the native library.
       onnx = await import('./onnx/index.js');
     } catch (err) {
-      log.warn(`Module forward pass on ${tfjsName()}: onnxruntime-node cannot load (${errorMessage(err).split('\n')[0]})`);
+      log.warn(`${what} on ${tfjsName()}: onnxruntime-node cannot load (${errorMessage(err).split('\n')[0]})`);
       return undefined;
     }
     const r = await onnx.openOnnxEngine({ module, files, cacheDir: opts.cacheDir, tfjsExtract, threads: opts.threads });
     if (!r.ok) {
-      log.warn(`Module forward pass on ${tfjsName()}, not onnxruntime: ${r.reason}`);
+      log.warn(`${what} on ${tfjsName()}, not onnxruntime: ${r.reason}`);
       return undefined;
     }
     if (r.model.status === 'rebuilt') log.warn(`Rebuilt the converted module: ${r.model.reason ?? 'the cached one was damaged'}`);
     const how = r.model.status === 'hit' ? 'cached at' : 'converted and cached at';
-    log.info(`Module forward pass on onnxruntime (${r.session.threads} thread${r.session.threads === 1 ? '' : 's'}), ${how} ${r.model.path}`);
+    log.info(`${what} on onnxruntime (${r.session.threads} thread${r.session.threads === 1 ? '' : 's'}), ${how} ${r.model.path}`);
     return r.session;
   };
   return {
