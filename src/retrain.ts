@@ -12,6 +12,7 @@ import { labeledSets, type LabeledSets } from './bottleneck/sets.js';
 import { findImages, splitSection, type ImageLists } from './dataset/index.js';
 import { RetrainError } from './errors.js';
 import { checkQuantizedExport, exportIntermediate, exportRetrained } from './export/stage.js';
+import { checkOnnxExport } from './export/onnx.js';
 import { checkTensorFlowExport } from './export/tf.js';
 import { fineTunableLayers } from './finetune/index.js';
 import { fineTuneStage } from './finetune/stage.js';
@@ -118,6 +119,7 @@ async function trainAndExport(
 function refuseUnsupportedRequests(extractor: FeatureExtractor, o: RetrainOptions): void {
   if (o.fineTuneLayers > 0) fineTunableLayers(extractor, o.fineTuneLayers);
   checkTensorFlowExport(extractor.info, o);
+  checkOnnxExport(extractor, o);
 }
 
 /** Every class needs a training image; images whose bottleneck failed are already left out. */

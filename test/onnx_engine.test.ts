@@ -177,3 +177,38 @@ for (const kind of ['layers', 'graph'] as const) {
     });
   });
 }
+
+test('--output_graph out.onnx: final_result with the labels inside; label-image and plain onnxruntime-node give the TF.js export\'s scores', async () => {
+  const s = await setup('layers');
+  const onnxFile = path.join(s.root, 'model.onnx');
+  const tfjs = runCli('retrain', s.args('wasm', 'bn', ['--seed', '5']));
+  assert.equal(tfjs.status, 0, tfjs.stderr);
+  const r = runCli('retrain', [...s.args('wasm', 'bn', ['--seed', '5']), '--output_graph', onnxFile, '--intermediate_store_frequency', '0']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(fs.statSync(onnxFile).isFile());
+
+  const label = (graph: string) => {
+    const li = runCli('label-image', ['--graph', graph, '--image', path.join(s.root, 'images'), '--top_k', '3', '--json', '--backend', 'wasm']);
+    assert.equal(li.status, 0, li.stderr);
+    return JSON.parse(li.stdout) as Array<{ image: string; predictions: Array<{ label: string; score: number }> }>;
+  };
+  const fromOnnx = label(onnxFile);
+  const fromTfjs = label(path.join(s.root, 'out'));
+  assert.equal(fromOnnx.length, 18);
+  fromOnnx.forEach((o, i) => {
+    const t = fromTfjs[i]!;
+    assert.deepEqual(o.predictions.map((p) => p.label), t.predictions.map((p) => p.label));
+    o.predictions.forEach((p, k) => assert.ok(Math.abs(p.score - t.predictions[k]!.score) <= 1e-4, `${o.image}: ${p.score} vs ${t.predictions[k]!.score}`));
+  });
+
+  // No project code: onnxruntime-node alone reads the classes and scores a batch.
+  const ort = await import('onnxruntime-node');
+  const session = await ort.InferenceSession.create(onnxFile);
+  assert.deepEqual(session.outputNames, ['final_result']);
+  const x = new Float32Array(2 * 32 * 32 * 3).map((_, i) => ((i % 97) / 48.5) - 1);
+  const out = (await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', x, [2, 32, 32, 3]) }))['final_result']!;
+  assert.deepEqual(out.dims, [2, 3]);
+  const p = out.data as Float32Array;
+  assert.ok(Math.abs(p[0]! + p[1]! + p[2]! - 1) < 1e-5);
+  await session.release();
+});

@@ -5,9 +5,12 @@
  * module's `kind`.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { RetrainError, errorMessage } from '../errors.js';
+import { defaultModuleCacheDir } from '../module/download.js';
 import type { FeatureExtractor } from '../module/index.js';
 import type { HeadValues } from '../train/index.js';
+import { exportOnnx, isOnnxPath } from './onnx.js';
 import { exportFrozenGraph, isFrozenGraphPath } from './tf.js';
 import { exportGraph, exportLayers, removeStaleShards, type ExportOptions } from './tfjs.js';
 
@@ -16,6 +19,7 @@ export { type ExportOptions } from './tfjs.js';
 
 export async function exportModel(ex: FeatureExtractor, head: HeadValues, opts: ExportOptions): Promise<void> {
   if (isFrozenGraphPath(opts.dir)) return exportFrozenGraph(ex, head, opts);
+  if (isOnnxPath(opts.dir)) return exportOnnx(ex, head, { ...opts, onnxCacheDir: opts.onnxCacheDir ?? path.join(defaultModuleCacheDir(), 'onnx') });
   let st: fs.Stats | undefined;
   try {
     st = fs.statSync(opts.dir, { throwIfNoEntry: false });

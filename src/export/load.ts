@@ -11,8 +11,10 @@ import { RetrainError, UsageError, errorMessage } from '../errors.js';
 import { checkInputSide, type InputSpec } from '../image/index.js';
 import type { Logger } from '../log.js';
 import { locateModelJson, modelFormat, readModelFiles, weightBytes, type LoadedModelFiles } from '../module/io.js';
+import type { OnnxSession } from '../module/onnx/index.js';
 import { onnxForward, type OnnxForward } from '../module/onnx_forward.js';
 import { readLabels, type RetrainMetadata } from './metadata.js';
+import { isOnnxPath, readOnnxMetadata } from './onnx.js';
 import { graphDefToArtifacts, readGraphFile, unsupportedOps } from './tfgraph.js';
 
 /** Where the model is and how to feed it: label_image.py's flags; unset ones come from the model. */
@@ -46,6 +48,7 @@ const LABEL_IMAGE_DEFAULTS = { inputMean: 0, inputStd: 255, inputSize: 299 };
 export async function loadClassifier(opts: ClassifierOptions): Promise<Classifier> {
   checkInputSide('--input_height', opts.inputHeight);
   checkInputSide('--input_width', opts.inputWidth);
+  if (isOnnxPath(opts.graph)) return loadOnnxClassifier(opts);
   const jsonPath = locateModelJson(opts.graph, '--graph', 'give the folder (or model.json) that retrain wrote to --output_graph');
   const files = isFrozenGraph(jsonPath) ? readFrozenGraph(jsonPath) : readModelFiles(jsonPath);
   const meta = (files.json.userDefinedMetadata as { retrain?: RetrainMetadata } | undefined)?.retrain;
@@ -112,6 +115,49 @@ export async function loadClassifier(opts: ClassifierOptions): Promise<Classifie
       onnx?.dispose();
       dispose();
     },
+  };
+}
+
+/** An exported `.onnx` (module + head, final_result): it runs on ONNX Runtime, whatever --backend says. */
+async function loadOnnxClassifier(opts: ClassifierOptions): Promise<Classifier> {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(fs.readFileSync(opts.graph));
+  } catch (err) {
+    throw new UsageError(`--graph ${opts.graph}: cannot read it (${errorMessage(err)}): give the .onnx file retrain wrote to --output_graph`);
+  }
+  let meta: RetrainMetadata | undefined;
+  try {
+    meta = (await readOnnxMetadata(opts.graph, bytes)) as RetrainMetadata | undefined;
+  } catch (err) {
+    if (err instanceof RetrainError) throw err;
+    throw new RetrainError(`--graph ${opts.graph} is not an ONNX model: ${errorMessage(err).split('\n')[0]}`, 1, { cause: err });
+  }
+  const spec: InputSpec = {
+    height: opts.inputHeight ?? meta?.inputHeight ?? LABEL_IMAGE_DEFAULTS.inputSize,
+    width: opts.inputWidth ?? meta?.inputWidth ?? LABEL_IMAGE_DEFAULTS.inputSize,
+    mean: opts.inputMean ?? meta?.inputMean ?? LABEL_IMAGE_DEFAULTS.inputMean,
+    std: opts.inputStd ?? meta?.inputStd ?? LABEL_IMAGE_DEFAULTS.inputStd,
+  };
+  if (!(spec.std !== 0 && Number.isFinite(spec.std))) throw new UsageError(`--input_std ${spec.std} must be a non-zero number`);
+  const { createOnnxSession } = await import('../module/onnx/session.js');
+  let session: OnnxSession;
+  try {
+    session = await createOnnxSession(bytes);
+  } catch (err) {
+    throw new RetrainError(`ONNX Runtime cannot load --graph ${opts.graph}: ${errorMessage(err).split('\n')[0]}`, 1, { cause: err });
+  }
+  opts.onnx?.log.info(`Classifier on onnxruntime (${session.threads} thread${session.threads === 1 ? '' : 's'}): ${opts.graph}`);
+  const labels = opts.labels ? readLabels(opts.labels) : meta?.labels;
+  return {
+    labels,
+    spec,
+    metadata: meta,
+    run: () => {
+      throw new RetrainError(`--graph ${opts.graph} is an ONNX model: it runs on onnxruntime only`);
+    },
+    onnx: { session: async () => session, dispose: () => void session.dispose().catch(() => {}) },
+    dispose: () => void session.dispose().catch(() => {}),
   };
 }
 

@@ -6,6 +6,7 @@ import type { FeatureExtractor } from '../module/index.js';
 import type { HeadValues } from '../train/index.js';
 import { exportAccuracy, folderBytes } from './evaluate.js';
 import { exportModel, writeLabels } from './index.js';
+import { isOnnxPath } from './onnx.js';
 import type { QuantizeBytes } from './quantize.js';
 import { exportSavedModel, isFrozenGraphPath } from './tf.js';
 
@@ -17,6 +18,8 @@ export interface ExportStepOptions {
   savedModelDir?: string;
   quantizeBytes?: number;
   intermediateOutputGraphsDir: string;
+  /** A `.onnx` --output_graph reuses the module's conversion cached in <dir>/onnx. */
+  moduleCacheDir: string;
 }
 
 /** The outputs as the run summary records them. */
@@ -35,13 +38,13 @@ export interface ExportSection {
 
 /** --intermediate_store_frequency: where the model of training step `step` goes. */
 export function intermediatePath(o: ExportStepOptions, step: number): string {
-  return path.join(o.intermediateOutputGraphsDir, `intermediate_${step}${isFrozenGraphPath(o.outputGraph) ? '.pb' : ''}`);
+  return path.join(o.intermediateOutputGraphsDir, `intermediate_${step}${isFrozenGraphPath(o.outputGraph) ? '.pb' : isOnnxPath(o.outputGraph) ? '.onnx' : ''}`);
 }
 
 /** Writes an intermediate model (the module plus the head as it is at `step`); returns its path. */
 export async function exportIntermediate(ex: FeatureExtractor, head: HeadValues, labels: string[], o: ExportStepOptions, step: number): Promise<string> {
   const dir = intermediatePath(o, step);
-  await exportModel(ex, head, { dir, labels, finalTensorName: o.finalTensorName });
+  await exportModel(ex, head, { dir, labels, finalTensorName: o.finalTensorName, onnxCacheDir: path.join(o.moduleCacheDir, 'onnx') });
   return dir;
 }
 
@@ -51,7 +54,13 @@ export async function exportIntermediate(ex: FeatureExtractor, head: HeadValues,
  * a SavedModel to --saved_model_dir when asked.
  */
 export async function exportRetrained(ex: FeatureExtractor, head: HeadValues, labels: string[], o: ExportStepOptions, log: Logger): Promise<void> {
-  await exportModel(ex, head, { dir: o.outputGraph, labels, finalTensorName: o.finalTensorName, quantizeBytes: o.quantizeBytes as QuantizeBytes | undefined });
+  await exportModel(ex, head, {
+    dir: o.outputGraph,
+    labels,
+    finalTensorName: o.finalTensorName,
+    quantizeBytes: o.quantizeBytes as QuantizeBytes | undefined,
+    onnxCacheDir: path.join(o.moduleCacheDir, 'onnx'),
+  });
   await writeLabels(o.outputLabels, labels);
   if (o.savedModelDir) {
     await exportSavedModel(ex, head, { dir: o.savedModelDir, labels, finalTensorName: o.finalTensorName });

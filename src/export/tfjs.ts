@@ -24,6 +24,8 @@ export interface ExportOptions {
   finalTensorName: string;
   /** --quantize_bytes: 1 = uint8, 2 = float16 weights. */
   quantizeBytes?: QuantizeBytes;
+  /** A `.onnx` dir: where the module's conversion is cached (default: <module cache>/onnx). */
+  onnxCacheDir?: string;
 }
 
 /** Writes the folder, quantizing the weights first when asked. */
