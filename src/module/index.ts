@@ -413,6 +413,7 @@ export async function loadModule(o: LoadModuleOptions, log: Logger): Promise<Fea
     log,
   });
   const { info } = extractor;
+  if (o.backend === 'onnxruntime' && !extractor.onnx) log.warn(`Module forward pass on tfjs, not onnxruntime: ${info.spec} is a ${info.format}, which the ONNX converter does not read`);
   log.info(
     `Module ${info.spec}: ${info.format}, input ${info.inputHeight}x${info.inputWidth} in [${info.inputRange.join(', ')}], ` +
       `bottleneck ${info.bottleneckTensor} (${info.bottleneckSize} values)`,
