@@ -6,6 +6,9 @@
  * on a busy machine), training steps per second, the time a cached second run takes
  * to reach its first training step (a real CLI process), peak RSS, backend and
  * workers. The machine's load average is included because the machine may be shared.
+ * With --backend auto or onnxruntime the module may run on ONNX Runtime (`engine` says
+ * which ran); every run also times the anchor (bench/anchor.ts, a plain ONNX Runtime +
+ * sharp loop over the same images, in its own process) and prints the ratio to it.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -13,13 +16,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { initBackend, type BackendChoice } from '../src/backend.js';
+import { initBackend, wantsOnnxRuntime, type BackendChoice } from '../src/backend.js';
 import { cacheBottlenecks, type Bottlenecks } from '../src/bottleneck/index.js';
 import { intArg } from '../src/cli/common.js';
 import { createImageLists, type ImageLists } from '../src/dataset/index.js';
 import { silentLogger } from '../src/log.js';
 import { loadFeatureExtractor } from '../src/module/index.js';
+import { convertModule, loadOrConvertOnnx } from '../src/module/onnx/index.js';
 import { trainHead, type LabeledSet } from '../src/train/index.js';
+import type { EngineFigures } from './anchor.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -64,6 +69,18 @@ function labeledSet(lists: ImageLists, b: Bottlenecks, category: 'training' | 'v
   return { x, y: Int32Array.from(labels), files };
 }
 
+/** The anchor over the same images, in its own process, on the module's ONNX conversion. */
+async function runAnchor(extractor: Awaited<ReturnType<typeof loadFeatureExtractor>>, onnxDir: string): Promise<EngineFigures> {
+  if (extractor.kind === 'saved-model') throw new Error('the anchor needs a TF.js module');
+  const { info, files } = extractor;
+  const model = await loadOrConvertOnnx(onnxDir, info.id, () => convertModule(files, { bottleneck: info.bottleneckTensor, height: info.inputHeight, width: info.inputWidth }));
+  const args = [path.join(ROOT, 'dist', 'bench', 'anchor.js'), '--model', model.path, '--image_dir', f.image_dir, '--size', String(info.inputHeight)];
+  if (f.num_workers) args.push('--threads', String(f.num_workers));
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`the anchor failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as EngineFigures;
+}
+
 async function main(): Promise<void> {
   const loadBefore = os.loadavg()[0]!;
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'retrain-bench-'));
@@ -71,7 +88,14 @@ async function main(): Promise<void> {
     const backend = await initBackend(f.backend);
     const lists = await createImageLists(f.image_dir, { testingPercentage: 10, validationPercentage: 10 }, silentLogger);
     const t0 = performance.now();
-    const extractor = await loadFeatureExtractor({ spec: f.tfhub_module, cacheDir: path.join(tmp, 'modules'), fused: !f.no_fused, log: silentLogger });
+    const onnxDir = path.join(tmp, 'modules', 'onnx');
+    const extractor = await loadFeatureExtractor({
+      spec: f.tfhub_module,
+      cacheDir: path.join(tmp, 'modules'),
+      fused: !f.no_fused,
+      onnx: wantsOnnxRuntime(f.backend) ? { cacheDir: onnxDir, threads: f.num_workers } : undefined,
+      log: silentLogger,
+    });
     const moduleLoadS = (performance.now() - t0) / 1000;
     const bottleneckDir = path.join(tmp, 'bottlenecks');
     const opts = { bottleneckDir, batchSize: f.bottleneck_batch_size, numWorkers: f.num_workers, log: silentLogger };
@@ -86,6 +110,9 @@ async function main(): Promise<void> {
     const warm = await stage();
     const n = cold.b.computed;
     if (warm.b.computed !== 0) throw new Error(`warm run recomputed ${warm.b.computed} bottlenecks`);
+
+    const engine = (await extractor.onnx?.session()) ? 'onnxruntime' : backend.name;
+    const anchor = await runAnchor(extractor, onnxDir);
 
     const training = labeledSet(lists, warm.b, 'training');
     const s0 = performance.now();
@@ -129,6 +156,7 @@ async function main(): Promise<void> {
       fused: extractor.kind === 'layers' ? extractor.fused : null,
       images: n,
       backend: backend.name,
+      engine,
       workers: cold.b.workers ?? 0,
       cores: os.availableParallelism(),
       bottleneck_batch_size: f.bottleneck_batch_size,
@@ -145,6 +173,9 @@ async function main(): Promise<void> {
       second_run_computed: s.bottlenecks.computed,
       second_run_timings_s: s.timings_s,
       peak_rss_mb: Math.round(peakRssMb),
+      anchor_cold_ms_per_image: anchor.cold_ms_per_image,
+      anchor_warm_ms_per_image: anchor.warm_ms_per_image,
+      cold_ratio_to_anchor: round(cold.wallMs / n / anchor.cold_ms_per_image, 2),
       load_average_before: round(loadBefore, 2),
       load_average_after: round(os.loadavg()[0]!, 2),
     };

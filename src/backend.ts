@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { UsageError, RetrainError } from './errors.js';
 
-export const BACKENDS = ['auto', 'tensorflow', 'tensorflow-gpu', 'wasm', 'cpu'] as const;
+/** `onnxruntime` runs the module's forward pass on ONNX Runtime; tfjs (as with `auto`) trains the head. */
+export const BACKENDS = ['auto', 'onnxruntime', 'tensorflow', 'tensorflow-gpu', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
 
 export interface BackendInfo {
@@ -47,11 +48,12 @@ export async function initBackend(requested: BackendChoice = 'auto'): Promise<Ba
 
   const candidates: Array<{ name: string; pkg: string }> = [];
   if (requested === 'tensorflow-gpu') candidates.push({ name: 'tensorflow', pkg: '@tensorflow/tfjs-node-gpu' });
-  if (requested === 'tensorflow' || requested === 'auto') {
+  const auto = requested === 'auto' || requested === 'onnxruntime';
+  if (requested === 'tensorflow' || auto) {
     candidates.push({ name: 'tensorflow', pkg: '@tensorflow/tfjs-node' });
   }
-  if (requested === 'wasm' || requested === 'auto') candidates.push({ name: 'wasm', pkg: '@tensorflow/tfjs-backend-wasm' });
-  if (requested === 'cpu' || requested === 'auto') candidates.push({ name: 'cpu', pkg: '@tensorflow/tfjs-backend-cpu' });
+  if (requested === 'wasm' || auto) candidates.push({ name: 'wasm', pkg: '@tensorflow/tfjs-backend-wasm' });
+  if (requested === 'cpu' || auto) candidates.push({ name: 'cpu', pkg: '@tensorflow/tfjs-backend-cpu' });
 
   for (const c of candidates) {
     if (c.name !== 'cpu' && !(await tryImport(c.pkg))) continue;
@@ -65,6 +67,11 @@ export async function initBackend(requested: BackendChoice = 'auto'): Promise<Ba
     `--backend ${requested}: ${pkg} is not installed or failed to load; ` +
       `install it, or use --backend auto to fall back to wasm or cpu`,
   );
+}
+
+/** Whether the module's forward pass may run on ONNX Runtime with this --backend. */
+export function wantsOnnxRuntime(requested: BackendChoice): boolean {
+  return requested === 'auto' || requested === 'onnxruntime';
 }
 
 export function activeBackend(): BackendInfo | undefined {

@@ -6,13 +6,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from './backend.js';
+import { initBackend, wantsOnnxRuntime } from './backend.js';
 import { listImagesDeep } from './dataset/index.js';
 import { ImageError, RetrainError, UsageError, errorMessage } from './errors.js';
 import { loadClassifier, type Classifier } from './export/load.js';
 import { validateLabelImageOptions, type LabelImageOptions } from './flags/label_image.js';
 import { decodeImage, toModuleInput } from './image/index.js';
-import type { Logger } from './log.js';
+import { silentLogger, type Logger } from './log.js';
 import { fsPath } from './util/fsname.js';
 
 export type { LabelImageOptions } from './flags/label_image.js';
@@ -41,22 +41,35 @@ export async function expandImageArgs(args: string[]): Promise<string[]> {
   return out;
 }
 
-export async function classifyImage(c: Classifier, file: string, topK: number): Promise<LabelResult> {
-  const img = await decodeImage(file);
-  const input = toModuleInput(img, c.spec);
-  let probs: tf.Tensor2D;
+/** The image as the classifier's input (sharp decodes on its own threads). */
+async function classifierInput(c: Classifier, file: string): Promise<Float32Array> {
+  return toModuleInput(await decodeImage(file), c.spec);
+}
+
+/** `input`: the image already being decoded, if it is. */
+export async function classifyImage(c: Classifier, file: string, topK: number, input: Promise<Float32Array> = classifierInput(c, file)): Promise<LabelResult> {
+  return scoreInput(c, file, await input, topK);
+}
+
+async function scoreInput(c: Classifier, file: string, input: Float32Array, topK: number): Promise<LabelResult> {
+  const { height, width } = c.spec;
+  let scores: Float32Array;
   try {
-    probs = tf.tidy(() => c.run(tf.tensor4d(input, [1, c.spec.height, c.spec.width, 3])));
+    const session = await c.onnx?.session();
+    if (session) scores = await session.run(input, 1, height, width);
+    else {
+      const probs = tf.tidy(() => c.run(tf.tensor4d(input, [1, height, width, 3])));
+      scores = (await probs.data()) as Float32Array;
+      probs.dispose();
+    }
   } catch (err) {
     // Frozen graphs often leave their input size open, so label_image.py's 299 default may not fit.
     throw new RetrainError(
-      `the model fails on a ${c.spec.height}x${c.spec.width} input (${errorMessage(err).split('\n')[0]}): check --input_height, --input_width, --input_layer and --output_layer`,
+      `the model fails on a ${height}x${width} input (${errorMessage(err).split('\n')[0]}): check --input_height, --input_width, --input_layer and --output_layer`,
       1,
       { cause: err },
     );
   }
-  const scores = (await probs.data()) as Float32Array;
-  probs.dispose();
   if (c.labels && c.labels.length !== scores.length) {
     throw new RetrainError(`the labels list has ${c.labels.length} entries but the model gives ${scores.length} scores: pass the matching --labels`);
   }
@@ -102,15 +115,23 @@ export async function labelImages(options: LabelImageOptions, log: Logger, hooks
     inputWidth: o.inputWidth,
     inputMean: o.inputMean,
     inputStd: o.inputStd,
+    // label_image.py prints nothing but results: only an explicit --backend onnxruntime says which engine runs, or why not.
+    onnx: wantsOnnxRuntime(o.backend) ? { cacheDir: path.join(o.moduleCacheDir, 'onnx'), log: o.backend === 'onnxruntime' ? log : silentLogger } : undefined,
   });
   try {
     const images = await expandImageArgs(o.image);
     const results: LabelResult[] = [];
     const skipped: LabelImagesResult['skipped'] = [];
-    for (const file of images) {
+    let ahead: Promise<Float32Array> | undefined;
+    for (const [i, file] of images.entries()) {
       if (hooks.stop?.()) break;
+      const input = ahead ?? classifierInput(classifier, file);
+      // The next image decodes while this one runs.
+      const next = images[i + 1];
+      ahead = next === undefined ? undefined : classifierInput(classifier, next);
+      ahead?.catch(() => {}); // observed in its own turn
       try {
-        const r = await classifyImage(classifier, file, o.topK);
+        const r = await classifyImage(classifier, file, o.topK, input);
         results.push(r);
         hooks.onResult?.(r, results.length - 1, images.length);
       } catch (err) {

@@ -13,6 +13,7 @@ import { findImages, splitSection, type ImageLists } from './dataset/index.js';
 import { RetrainError } from './errors.js';
 import { exportIntermediate, exportRetrained } from './export/stage.js';
 import { checkOutputPaths } from './export/outputs.js';
+import { checkOnnxExport } from './export/onnx.js';
 import { checkTensorFlowExport } from './export/tf.js';
 import { fineTunableLayers } from './finetune/index.js';
 import { fineTuneStage } from './finetune/stage.js';
@@ -137,6 +138,7 @@ async function trainAndExport(
 function refuseUnsupportedRequests(extractor: FeatureExtractor, o: RetrainOptions): void {
   if (o.fineTuneLayers > 0) fineTunableLayers(extractor, o.fineTuneLayers);
   checkTensorFlowExport(extractor.info, o);
+  checkOnnxExport(extractor, o);
 }
 
 /** Every class needs a training image; images whose bottleneck failed are already left out. */

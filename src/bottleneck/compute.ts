@@ -4,13 +4,11 @@
  * threads (or in process), with several batches in flight so no stage waits.
  */
 import pLimit from 'p-limit';
-import { activeBackend, type BackendChoice } from '../backend.js';
 import { ImageError, errorMessage } from '../errors.js';
 import { decodeImage, toModuleInput, type RgbImage } from '../image/index.js';
 import type { Logger } from '../log.js';
-import type { FusedMode } from '../module/fused.js';
 import type { FeatureExtractor } from '../module/index.js';
-import { defaultNumWorkers, inProcessEngine, startWorkerPool, type ExtractEngine } from '../module/pool.js';
+import { startEngine, type ExtractEngine } from '../module/pool.js';
 
 export interface ComputeOptions<J extends ComputeJob = ComputeJob> {
   batchSize: number;
@@ -21,37 +19,6 @@ export interface ComputeOptions<J extends ComputeJob = ComputeJob> {
   /** Makes a job's module input from its decoded image; default: the plain resize (distorted variants differ). */
   toInput?: (img: RgbImage, job: J, out: Float32Array) => void;
   log: Logger;
-}
-
-/** The backend choice that makes a worker run what the main thread runs. */
-function workerBackend(): BackendChoice {
-  const b = activeBackend();
-  if (!b) return 'auto';
-  return b.name === 'wasm' || b.name === 'cpu' ? b.name : b.requested;
-}
-
-/** Starts the engine --num_workers asks for; never more workers than batches. */
-export async function startEngine(extractor: FeatureExtractor, batches: number, numWorkers: number | undefined, log: Logger): Promise<ExtractEngine> {
-  const wanted = numWorkers ?? defaultNumWorkers(activeBackend()?.name ?? 'cpu');
-  const workers = Math.min(wanted, batches);
-  if (workers <= 0) return inProcessEngine(extractor);
-  let engine: ExtractEngine;
-  try {
-    const start = (fused: FusedMode) => startWorkerPool(extractor.info, { workers, backend: workerBackend(), fused });
-    // The fused-kernel check runs once, here, while the workers start; they trust its verdict.
-    const fused = extractor.kind === 'layers' && extractor.fused;
-    const optimistic = fused ? start('trusted') : start(false);
-    if (fused && extractor.kind === 'layers' && !extractor.verifyFused()) {
-      await (await optimistic.catch(() => undefined))?.dispose();
-      engine = await start(false);
-    } else engine = await optimistic;
-  } catch (err) {
-    // Slower, but the run still completes: the main thread has the module loaded already.
-    log.warn(`${errorMessage(err)}; computing bottlenecks on the main thread instead (--num_workers 0)`);
-    return inProcessEngine(extractor);
-  }
-  log.info(`Running the module in ${workers} worker thread${workers === 1 ? '' : 's'}`);
-  return engine;
 }
 
 export interface ComputeJob {

@@ -7,13 +7,13 @@
  */
 import path from 'node:path';
 import pLimit from 'p-limit';
-import * as tf from '@tensorflow/tfjs';
 import { allImages, type ImageLists } from '../dataset/index.js';
 import { RetrainError, errorMessage } from '../errors.js';
 import { distortedInput, distortionTag, distortionsOn, seededUniform, type DistortionSettings } from '../image/distort.js';
 import { decodeImage, type RgbImage } from '../image/index.js';
 import type { Logger } from '../log.js';
 import type { FeatureExtractor } from '../module/index.js';
+import { forwardEngine, type ExtractEngine } from '../module/pool.js';
 import type { LabeledSet } from './sets.js';
 import { cacheBottlenecks } from './index.js';
 
@@ -113,6 +113,8 @@ export function freshDistortions(
   const { inputSpec, info } = extractor;
   const pixels = inputSpec.height * inputSpec.width * 3;
   const chunk = Math.max(1, opts.batchSize);
+  // Opened at the first step: ONNX Runtime when the module runs there.
+  let engine: Promise<ExtractEngine> | undefined;
 
   const load = async (file: string): Promise<RgbImage> => {
     const hit = decoded.get(file);
@@ -145,9 +147,8 @@ export function freshDistortions(
           }),
         ),
       );
-      const t = tf.tidy(() => extractor.extract(tf.tensor4d(input, [n, inputSpec.height, inputSpec.width, 3])));
-      out.set((await t.data()) as Float32Array, start * info.bottleneckSize);
-      t.dispose();
+      engine ??= forwardEngine(extractor);
+      out.set(await (await engine).extractBatch(input, n), start * info.bottleneckSize);
     }
     return out;
   };

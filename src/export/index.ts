@@ -6,6 +6,7 @@
  */
 import path from 'node:path';
 import { RetrainError } from '../errors.js';
+import { defaultModuleCacheDir } from '../module/download.js';
 import type { FeatureExtractor } from '../module/index.js';
 import { checkModelFiles } from '../module/io.js';
 import type { HeadValues } from '../train/index.js';
@@ -14,6 +15,7 @@ import { stageFile } from '../util/write.js';
 import { labelsText } from './metadata.js';
 import { MODEL_FILE } from './outputs.js';
 import { publishDir } from './publish.js';
+import { exportOnnx, isOnnxPath } from './onnx.js';
 import { exportFrozenGraph, isFrozenGraphPath } from './tf.js';
 import { exportGraph, exportLayers, type ExportOptions } from './tfjs.js';
 
@@ -44,11 +46,14 @@ async function writeTfjs(ex: FeatureExtractor, head: HeadValues, opts: ExportOpt
  * renamed into place. A failure at any point leaves the previous export whole.
  */
 export async function exportModel(ex: FeatureExtractor, head: HeadValues, opts: ExportOptions): Promise<void> {
-  const frozen = isFrozenGraphPath(opts.dir);
+  const onnx = isOnnxPath(opts.dir);
+  // A .pb or a .onnx is one file, renamed into place whole.
+  const frozen = isFrozenGraphPath(opts.dir) || onnx;
   const inside = opts.labelsFile === undefined || frozen ? undefined : within(opts.dir, opts.labelsFile);
   const labels = opts.labelsFile !== undefined && inside === undefined ? await stageFile(opts.labelsFile, labelsText(opts.labels)) : undefined;
   try {
-    if (frozen) await exportFrozenGraph(ex, head, opts);
+    if (onnx) await exportOnnx(ex, head, { ...opts, onnxCacheDir: opts.onnxCacheDir ?? path.join(defaultModuleCacheDir(), 'onnx') });
+    else if (frozen) await exportFrozenGraph(ex, head, opts);
     else {
       const topLevel = inside?.split(path.sep)[0];
       await publishDir(

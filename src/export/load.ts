@@ -3,13 +3,18 @@
  * TensorFlow graph) as a classifier: label-image and the export check both use it,
  * so an image gets the same scores in both.
  */
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { RetrainError, UsageError, errorMessage } from '../errors.js';
 import { checkInputSide, type InputSpec } from '../image/index.js';
-import { locateModelJson, modelFormat, readModelFiles, type LoadedModelFiles } from '../module/io.js';
+import type { Logger } from '../log.js';
+import { locateModelJson, modelFormat, readModelFiles, weightBytes, type LoadedModelFiles } from '../module/io.js';
+import type { OnnxSession } from '../module/onnx/index.js';
+import { onnxForward, type OnnxForward } from '../module/onnx_forward.js';
 import { readLabels, type RetrainMetadata } from './metadata.js';
+import { isOnnxPath, readOnnxMetadata } from './onnx.js';
 import { graphDefToArtifacts, readGraphFile, unsupportedOps } from './tfgraph.js';
 
 /** Where the model is and how to feed it: label_image.py's flags; unset ones come from the model. */
@@ -22,6 +27,8 @@ export interface ClassifierOptions {
   inputWidth?: number;
   inputMean?: number;
   inputStd?: number;
+  /** Set: the classifier may run on ONNX Runtime (converted, cached in `cacheDir`, probed against tfjs). */
+  onnx?: { cacheDir: string; log: Logger };
 }
 
 export interface Classifier {
@@ -30,6 +37,8 @@ export interface Classifier {
   metadata: RetrainMetadata | undefined;
   /** [N,H,W,3] normalised input → [N, classes] probabilities. */
   run(x: tf.Tensor4D): tf.Tensor2D;
+  /** The same forward pass on ONNX Runtime, when allowed. */
+  onnx?: OnnxForward;
   dispose(): void;
 }
 
@@ -39,6 +48,7 @@ const LABEL_IMAGE_DEFAULTS = { inputMean: 0, inputStd: 255, inputSize: 299 };
 export async function loadClassifier(opts: ClassifierOptions): Promise<Classifier> {
   checkInputSide('--input_height', opts.inputHeight);
   checkInputSide('--input_width', opts.inputWidth);
+  if (isOnnxPath(opts.graph)) return loadOnnxClassifier(opts);
   const jsonPath = locateModelJson(opts.graph, '--graph', 'give the folder (or model.json) that retrain wrote to --output_graph');
   const files = isFrozenGraph(jsonPath) ? readFrozenGraph(jsonPath) : readModelFiles(jsonPath);
   const meta = (files.json.userDefinedMetadata as { retrain?: RetrainMetadata } | undefined)?.retrain;
@@ -46,6 +56,7 @@ export async function loadClassifier(opts: ClassifierOptions): Promise<Classifie
   let run: (x: tf.Tensor4D) => tf.Tensor2D;
   let modelSize: [number | undefined, number | undefined];
   let dispose: () => void;
+  let outputName: string;
   try {
     if (format === 'layers-model') {
       const full = await tf.loadLayersModel(tf.io.fromMemory(files.artifacts));
@@ -53,6 +64,7 @@ export async function loadClassifier(opts: ClassifierOptions): Promise<Classifie
       if (opts.outputLayer && opts.outputLayer !== full.layers[full.layers.length - 1]!.name) {
         model = tf.model({ inputs: full.inputs, outputs: layerOutput(full, opts.outputLayer) });
       }
+      outputName = opts.outputLayer ?? full.layers[full.layers.length - 1]!.name;
       const s = full.inputs[0]!.shape;
       modelSize = [s[1] ?? undefined, s[2] ?? undefined];
       run = (x) => model.predict(x) as tf.Tensor2D;
@@ -73,6 +85,7 @@ export async function loadClassifier(opts: ClassifierOptions): Promise<Classifie
         throw new RetrainError(`--graph ${jsonPath} uses TensorFlow ops that TF.js cannot run: ${missing.join(', ')}`);
       }
       run = (x) => model.execute({ [input]: x }, output) as tf.Tensor2D;
+      outputName = output;
       dispose = () => model.dispose();
     }
   } catch (err) {
@@ -96,7 +109,74 @@ export async function loadClassifier(opts: ClassifierOptions): Promise<Classifie
     const few = (l: string[]) => (l.length > 4 ? `${l.slice(0, 4).join(', ')}, …` : l.join(', '));
     throw new RetrainError(`--labels ${opts.labels} (${few(labels!)}) differ from the labels stored in the model (${few(meta.labels)}): pass the labels written with this model, or leave --labels out to use the stored ones`);
   }
-  return { labels, spec, metadata: meta, run, dispose };
+  const onnx = opts.onnx && classifierOnnx(files, outputName, spec, run, opts.onnx);
+  return {
+    labels,
+    spec,
+    metadata: meta,
+    run,
+    onnx,
+    dispose: () => {
+      onnx?.dispose();
+      dispose();
+    },
+  };
+}
+
+/** An exported `.onnx` (module + head, final_result): it runs on ONNX Runtime, whatever --backend says. */
+async function loadOnnxClassifier(opts: ClassifierOptions): Promise<Classifier> {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(fs.readFileSync(opts.graph));
+  } catch (err) {
+    throw new UsageError(`--graph ${opts.graph}: cannot read it (${errorMessage(err)}): give the .onnx file retrain wrote to --output_graph`);
+  }
+  let meta: RetrainMetadata | undefined;
+  try {
+    meta = (await readOnnxMetadata(opts.graph, bytes)) as RetrainMetadata | undefined;
+  } catch (err) {
+    if (err instanceof RetrainError) throw err;
+    throw new RetrainError(`--graph ${opts.graph} is not an ONNX model: ${errorMessage(err).split('\n')[0]}`, 1, { cause: err });
+  }
+  const spec: InputSpec = {
+    height: opts.inputHeight ?? meta?.inputHeight ?? LABEL_IMAGE_DEFAULTS.inputSize,
+    width: opts.inputWidth ?? meta?.inputWidth ?? LABEL_IMAGE_DEFAULTS.inputSize,
+    mean: opts.inputMean ?? meta?.inputMean ?? LABEL_IMAGE_DEFAULTS.inputMean,
+    std: opts.inputStd ?? meta?.inputStd ?? LABEL_IMAGE_DEFAULTS.inputStd,
+  };
+  if (!(spec.std !== 0 && Number.isFinite(spec.std))) throw new UsageError(`--input_std ${spec.std} must be a non-zero number`);
+  const { createOnnxSession } = await import('../module/onnx/session.js');
+  let session: OnnxSession;
+  try {
+    session = await createOnnxSession(bytes);
+  } catch (err) {
+    throw new RetrainError(`ONNX Runtime cannot load --graph ${opts.graph}: ${errorMessage(err).split('\n')[0]}`, 1, { cause: err });
+  }
+  opts.onnx?.log.info(`Classifier on onnxruntime (${session.threads} thread${session.threads === 1 ? '' : 's'}): ${opts.graph}`);
+  const labels = opts.labels ? readLabels(opts.labels) : meta?.labels;
+  return {
+    labels,
+    spec,
+    metadata: meta,
+    run: () => {
+      throw new RetrainError(`--graph ${opts.graph} is an ONNX model: it runs on onnxruntime only`);
+    },
+    onnx: { session: async () => session, dispose: () => void session.dispose().catch(() => {}) },
+    dispose: () => void session.dispose().catch(() => {}),
+  };
+}
+
+/** The classifier on ONNX Runtime, keyed by its files and how it is fed. */
+function classifierOnnx(files: LoadedModelFiles, output: string, spec: InputSpec, run: (x: tf.Tensor4D) => tf.Tensor2D, o: { cacheDir: string; log: Logger }): OnnxForward {
+  const { height, width } = spec;
+  const id = createHash('sha256')
+    .update(files.jsonText)
+    .update(weightBytes(files.artifacts))
+    .update(JSON.stringify({ output, height, width }))
+    .digest('hex');
+  const range: [number, number] = [(0 - spec.mean) / spec.std, (255 - spec.mean) / spec.std];
+  const ref = { id, bottleneckTensor: output, inputHeight: height, inputWidth: width, inputRange: range };
+  return onnxForward(ref, files, run, { cacheDir: o.cacheDir }, o.log, 'Classifier');
 }
 
 function isFrozenGraph(file: string): boolean {

@@ -6,12 +6,15 @@ import type { FeatureExtractor } from '../module/index.js';
 import type { HeadValues } from '../train/index.js';
 import { exportAccuracy, folderBytes } from './evaluate.js';
 import { exportModel } from './index.js';
+import { isOnnxPath } from './onnx.js';
 import { withOutputLocks } from './publish.js';
 import type { QuantizeBytes } from './quantize.js';
 import { exportSavedModel, isFrozenGraphPath } from './tf.js';
 
 /** What the export step reads of the run's options (the flags of the same names). */
 export interface ExportStepOptions {
+  /** A `.onnx` --output_graph reuses the module's conversion cached in <dir>/onnx. */
+  moduleCacheDir: string;
   outputGraph: string;
   outputLabels: string;
   finalTensorName: string;
@@ -36,13 +39,13 @@ export interface ExportSection {
 
 /** --intermediate_store_frequency: where the model of training step `step` goes. */
 export function intermediatePath(o: ExportStepOptions, step: number): string {
-  return path.join(o.intermediateOutputGraphsDir, `intermediate_${step}${isFrozenGraphPath(o.outputGraph) ? '.pb' : ''}`);
+  return path.join(o.intermediateOutputGraphsDir, `intermediate_${step}${isFrozenGraphPath(o.outputGraph) ? '.pb' : isOnnxPath(o.outputGraph) ? '.onnx' : ''}`);
 }
 
 /** Writes an intermediate model (the module plus the head as it is at `step`); returns its path. */
 export async function exportIntermediate(ex: FeatureExtractor, head: HeadValues, labels: string[], o: ExportStepOptions, step: number): Promise<string> {
   const dir = intermediatePath(o, step);
-  await exportModel(ex, head, { dir, labels, finalTensorName: o.finalTensorName, flag: '--intermediate_output_graphs_dir' });
+  await exportModel(ex, head, { dir, labels, finalTensorName: o.finalTensorName, flag: '--intermediate_output_graphs_dir', onnxCacheDir: path.join(o.moduleCacheDir, 'onnx') });
   return dir;
 }
 
@@ -56,7 +59,7 @@ export async function exportIntermediate(ex: FeatureExtractor, head: HeadValues,
 export async function exportRetrained(ex: FeatureExtractor, head: HeadValues, labels: string[], testing: LabeledSet, o: ExportStepOptions, log: Logger): Promise<ExportSection | undefined> {
   return withOutputLocks([o.outputGraph, o.outputLabels], (p) => log.info(`Waiting for another run writing ${p}`), async () => {
     const quantizeBytes = o.quantizeBytes as QuantizeBytes | undefined;
-    await exportModel(ex, head, { dir: o.outputGraph, labels, labelsFile: o.outputLabels, finalTensorName: o.finalTensorName, quantizeBytes });
+    await exportModel(ex, head, { dir: o.outputGraph, labels, labelsFile: o.outputLabels, finalTensorName: o.finalTensorName, quantizeBytes, onnxCacheDir: path.join(o.moduleCacheDir, 'onnx') });
     if (o.savedModelDir) {
       await exportSavedModel(ex, head, { dir: o.savedModelDir, labels, finalTensorName: o.finalTensorName });
       log.info(`Wrote a SavedModel (tag serve, signature serving_default: image -> prediction) to ${o.savedModelDir}`);

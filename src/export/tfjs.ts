@@ -19,6 +19,8 @@ export interface ExportOptions {
   labelsFile?: string;
   /** The flag that named `dir`, for errors. */
   flag?: string;
+  /** A `.onnx` dir: where the module's conversion is cached (default: <module cache>/onnx). */
+  onnxCacheDir?: string;
 }
 
 /** Writes the folder, quantizing the weights first when asked. */

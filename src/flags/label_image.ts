@@ -5,6 +5,7 @@
 import { BACKENDS } from '../backend.js';
 import { above0, bool, choice, custom, filePath, float, int, string, validateOptions, defaultsOf, type OptionsOf } from './table.js';
 import { expandHome } from '../util/fsutil.js';
+import { defaultModuleCacheDir } from '../module/download.js';
 
 export const LABEL_IMAGE_GROUPS = {
   model: 'Model:',
@@ -35,6 +36,7 @@ export const LABEL_IMAGE_FLAGS = {
   topK: int({ group: G.output, default: 5, check: above0, help: 'how many classes to print per image' }),
   json: bool({ group: G.output, help: 'print one JSON document instead of lines' }),
   backend: choice(BACKENDS, { group: G.runtime, default: 'auto', help: 'compute backend' }),
+  moduleCacheDir: filePath({ group: G.runtime, arg: '<dir>', default: defaultModuleCacheDir, help: 'the model converted for onnxruntime is cached in <dir>/onnx' }),
   verbose: bool({ group: G.runtime, help: 'show stack traces on errors' }),
 };
 

@@ -113,7 +113,7 @@ export const RETRAIN_FLAGS = {
   fineTuneBatchSize: int({ group: G.fineTuning, default: 16, check: batchOf(MAX_IMAGE_BATCH), help: 'images per fine-tuning step' }),
 
   // Outputs
-  outputGraph: filePath({ group: G.outputs, arg: '<dir>', default: tmp('output_graph'), help: 'where to save the trained model: a folder for TF.js, or a .pb file for a frozen TensorFlow graph (graph-model modules)' }),
+  outputGraph: filePath({ group: G.outputs, arg: '<dir>', default: tmp('output_graph'), help: 'where to save the trained model: a folder for TF.js, a .pb file for a frozen TensorFlow graph (graph-model modules), or a .onnx file' }),
   outputLabels: filePath({ group: G.outputs, arg: '<file>', default: tmp('output_labels.txt'), help: "where to save the trained model's labels" }),
   finalTensorName: string({ group: G.outputs, arg: '<name>', default: 'final_result', check: (v) => (v && !/[\s/:^]/.test(v) ? undefined : "must be a plain name without spaces, '/' or ':'"), help: 'name of the output classification layer' }),
   intermediateOutputGraphsDir: filePath({ group: G.outputs, arg: '<dir>', default: tmp('intermediate_graph'), help: 'where to save the intermediate models' }),

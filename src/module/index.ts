@@ -10,12 +10,13 @@ import * as tf from '@tensorflow/tfjs';
 import { RetrainError, UsageError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { MAX_INPUT_SIDE, checkInputSide, rangeToMeanStd, type InputSpec } from '../image/index.js';
-import { activeBackend } from '../backend.js';
+import { activeBackend, wantsOnnxRuntime, type BackendChoice } from '../backend.js';
 import { locateModelJson, modelFormat, readModelFiles, type LoadedModelFiles } from './io.js';
 import { downloadModule, isModuleUrl } from './download.js';
 import { flattenTopology } from './flatten.js';
 import { declaredVectorSize, layersForward, type FusedMode } from './fused.js';
 import { BUILTIN_MODULE, resolveNamedModule } from './catalog.js';
+import { onnxForward, type OnnxForward, type OnnxForwardOptions } from './onnx_forward.js';
 
 /** Shipped in the package: a run without --tfhub_module needs no network. */
 export const DEFAULT_MODULE = BUILTIN_MODULE;
@@ -48,6 +49,8 @@ interface ExtractorBase {
   inputSpec: InputSpec;
   /** [N, H, W, 3] in the module's range → [N, bottleneckSize]. */
   extract(batch: tf.Tensor4D): tf.Tensor2D;
+  /** The forward pass on ONNX Runtime, when --backend allows it (TF.js modules only). */
+  onnx?: OnnxForward;
   dispose(): void;
 }
 
@@ -92,6 +95,8 @@ export interface ModuleOptions {
   signal?: AbortSignal;
   /** Layers modules: false keeps tfjs' own layer-by-layer predict; 'trusted' skips the fused check. */
   fused?: FusedMode;
+  /** Set: bottlenecks may run on ONNX Runtime (converted, cached here, probed against tfjs). */
+  onnx?: OnnxForwardOptions;
   log: Logger;
 }
 
@@ -226,12 +231,17 @@ export async function loadFeatureExtractor(opts: ModuleOptions): Promise<Feature
     // The declared shape spares a cached run its first (slow, kernel-compiling) inference.
     const size = declaredVectorSize(cut, layerName) ?? probe(run, h, w)[1]!;
     const info = makeInfo(opts, resolved, files, format, h, w, range, layerName, size);
+    const onnx = opts.onnx && onnxForward(info, files, run, opts.onnx, opts.log);
     return {
       kind: 'layers',
       info,
       inputSpec: { height: h, width: w, ...rangeToMeanStd(range) },
       extract: (x) => tf.tidy(() => run(x)),
-      dispose: () => model.dispose(),
+      onnx,
+      dispose: () => {
+        onnx?.dispose();
+        model.dispose();
+      },
       files,
       model: cut,
       get fused() {
@@ -266,12 +276,17 @@ export async function loadFeatureExtractor(opts: ModuleOptions): Promise<Feature
     return loadErr(err);
   }
   const info = makeInfo(opts, resolved, files, format, h, w, range, node, shape[1]!);
+  const onnx = opts.onnx && onnxForward(info, files, run, opts.onnx, opts.log);
   return {
     kind: 'graph',
     info,
     inputSpec: { height: h, width: w, ...rangeToMeanStd(range) },
     extract: (x) => tf.tidy(() => run(x)),
-    dispose: () => model.dispose(),
+    onnx,
+    dispose: () => {
+      onnx?.dispose();
+      model.dispose();
+    },
     files,
     bottleneckRank: rank,
   };
@@ -369,6 +384,10 @@ export function moduleSection(info: ModuleInfo): ModuleSection {
 /** What the module step reads of the run's options (the flags of the same names). */
 export interface LoadModuleOptions {
   tfhubModule: string;
+  /** auto and onnxruntime let the module's forward pass run on ONNX Runtime. */
+  backend: BackendChoice;
+  /** Also ONNX Runtime's intra-op threads (default: one per core). */
+  numWorkers?: number;
   moduleCacheDir: string;
   bottleneckLayer?: string;
   inputRange?: [number, number];
@@ -390,9 +409,11 @@ export async function loadModule(o: LoadModuleOptions, log: Logger): Promise<Fea
     inputHeight: o.inputHeight,
     inputWidth: o.inputWidth,
     signal: o.signal,
+    onnx: wantsOnnxRuntime(o.backend) ? { cacheDir: path.join(o.moduleCacheDir, 'onnx'), threads: o.numWorkers || undefined } : undefined,
     log,
   });
   const { info } = extractor;
+  if (o.backend === 'onnxruntime' && !extractor.onnx) log.warn(`Module forward pass on tfjs, not onnxruntime: ${info.spec} is a ${info.format}, which the ONNX converter does not read`);
   log.info(
     `Module ${info.spec}: ${info.format}, input ${info.inputHeight}x${info.inputWidth} in [${info.inputRange.join(', ')}], ` +
       `bottleneck ${info.bottleneckTensor} (${info.bottleneckSize} values)`,

@@ -2,7 +2,8 @@
  * Engines that turn a batch of module inputs into bottlenecks, asynchronously, so
  * the bottleneck stage can keep several batches in flight:
  * - in process: the loaded FeatureExtractor on the main thread;
- * - a worker pool: worker_threads, each with its own tfjs backend and its own copy
+ * - ONNX Runtime: the converted module, on ORT's own intra-op threads (one per core);
+ * - a worker pool (the tfjs fallback): worker_threads, each with its own tfjs backend and its own copy
  *   of the module loaded from the same files. tfjs-wasm runs one thread per
  *   instance in Node, so this is how it uses more than one core.
  */
@@ -10,9 +11,11 @@ import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { RetrainError, errorMessage } from '../errors.js';
-import type { BackendChoice } from '../backend.js';
+import { activeBackend, type BackendChoice } from '../backend.js';
+import type { Logger } from '../log.js';
 import type { FusedMode } from './fused.js';
 import type { FeatureExtractor, ModuleInfo } from './index.js';
+import type { OnnxSession } from './onnx/index.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
 
 export interface ExtractEngine {
@@ -142,4 +145,63 @@ export async function startWorkerPool(info: ModuleInfo, opts: PoolOptions): Prom
     },
     dispose: terminate,
   };
+}
+
+/**
+ * One batch runs in ORT (off the main thread, on all cores) while the next ones
+ * decode: runs are queued here, one at a time, so two never split the cores.
+ */
+export function onnxEngine(session: OnnxSession, height: number, width: number): ExtractEngine {
+  let last: Promise<unknown> = Promise.resolve();
+  return {
+    // One batch running and one decoded, waiting for it.
+    concurrency: 2,
+    workers: session.threads,
+    extractBatch(input, n) {
+      const run = last.then(() => session.run(input, n, height, width));
+      last = run.catch(() => {});
+      return run;
+    },
+    // The session belongs to the module (distorted variants reuse it); the module's dispose releases it.
+    dispose: async () => {},
+  };
+}
+
+/** The module's forward pass on the main thread's side: ONNX Runtime when the module runs there, else the loaded extractor. */
+export async function forwardEngine(extractor: FeatureExtractor): Promise<ExtractEngine> {
+  const session = await extractor.onnx?.session();
+  return session ? onnxEngine(session, extractor.inputSpec.height, extractor.inputSpec.width) : inProcessEngine(extractor);
+}
+
+/** The backend choice that makes a worker run what the main thread runs. */
+function workerBackend(): BackendChoice {
+  const b = activeBackend();
+  if (!b) return 'auto';
+  return b.name === 'wasm' || b.name === 'cpu' ? b.name : b.requested;
+}
+
+/** ONNX Runtime when the module runs there, else the engine --num_workers asks for (never more workers than batches). */
+export async function startEngine(extractor: FeatureExtractor, batches: number, numWorkers: number | undefined, log: Logger): Promise<ExtractEngine> {
+  const session = await extractor.onnx?.session();
+  if (session) return onnxEngine(session, extractor.inputSpec.height, extractor.inputSpec.width);
+  const wanted = numWorkers ?? defaultNumWorkers(activeBackend()?.name ?? 'cpu');
+  const workers = Math.min(wanted, batches);
+  if (workers <= 0) return inProcessEngine(extractor);
+  let engine: ExtractEngine;
+  try {
+    const start = (fused: FusedMode) => startWorkerPool(extractor.info, { workers, backend: workerBackend(), fused });
+    // The fused-kernel check runs once, here, while the workers start; they trust its verdict.
+    const fused = extractor.kind === 'layers' && extractor.fused;
+    const optimistic = fused ? start('trusted') : start(false);
+    if (fused && extractor.kind === 'layers' && !extractor.verifyFused()) {
+      await (await optimistic.catch(() => undefined))?.dispose();
+      engine = await start(false);
+    } else engine = await optimistic;
+  } catch (err) {
+    // Slower, but the run still completes: the main thread has the module loaded already.
+    log.warn(`${errorMessage(err)}; computing bottlenecks on the main thread instead (--num_workers 0)`);
+    return inProcessEngine(extractor);
+  }
+  log.info(`Running the module in ${workers} worker thread${workers === 1 ? '' : 's'}`);
+  return engine;
 }

@@ -157,7 +157,8 @@ export interface CliResult {
 export function cliEnv(env: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const tmp = tempDir('retrain-cli-tmp-');
   fs.chmodSync(tmp, 0o1777);
-  return { ...process.env, TMPDIR: tmp, ...env };
+  // The module cache (downloads, ONNX conversions) too, so tests never write to the user's ~/.cache.
+  return { ...process.env, TMPDIR: tmp, TFHUB_CACHE_DIR: path.join(tmp, 'modules'), ...env };
 }
 
 /** Runs one of the bin/ commands as a user would, in a child process. */
