@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import seedrandom from 'seedrandom';
 import { initBackend } from '../src/backend.js';
-import { cacheBottlenecks, type Bottlenecks } from '../src/bottleneck/index.js';
+import { cacheBottlenecks, stampsOf, type Bottlenecks } from '../src/bottleneck/index.js';
 import { checkDataset, defaultCheckFlags } from '../src/check/index.js';
 import { normalizeRows, similarPairs } from '../src/check/near.js';
 import { intArg } from '../src/cli/common.js';
@@ -85,7 +85,7 @@ async function benchCheck(count: number): Promise<void> {
     values.set(file, Float32Array.from(real.values.get(ref.file)!, (v) => Math.max(0, v + 0.5 * gauss(rng) * v)));
   }
   const lists = await createImageLists(work, { testingPercentage: 10, validationPercentage: 10 }, log);
-  const bottlenecks: Bottlenecks = { size: real.size, values, computed: 0, cached: count, failed: [] };
+  const bottlenecks: Bottlenecks = { size: real.size, values, computed: 0, cached: count, failed: [], stamps: await stampsOf([...values.keys()]) };
   const t0 = performance.now();
   const c = await checkDataset(lists, bottlenecks, { ...defaultCheckFlags(), seed: 0, csv: path.join(work, 'check.csv'), log });
   const s = (performance.now() - t0) / 1000;

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import seedrandom from 'seedrandom';
-import type { Bottlenecks } from '../src/bottleneck/index.js';
+import { stampsOf, type Bottlenecks } from '../src/bottleneck/index.js';
 import { checkCsv, checkDataset, defaultCheckFlags } from '../src/check/index.js';
 import { normalizeRows, similarPairs } from '../src/check/near.js';
 import { allImages, createImageLists } from '../src/dataset/index.js';
@@ -65,7 +65,7 @@ async function syntheticSet(mislabel: boolean) {
     v[odd ? 20 : cls]! += 1;
     values.set(r.file, v);
   });
-  const bottlenecks: Bottlenecks = { size: dim, values, computed: 0, cached: values.size, failed: [] };
+  const bottlenecks: Bottlenecks = { size: dim, values, computed: 0, cached: values.size, failed: [], stamps: await stampsOf([...values.keys()]) };
   return { root, lists, bottlenecks, refs };
 }
 

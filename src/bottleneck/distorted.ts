@@ -16,6 +16,7 @@ import type { FeatureExtractor } from '../module/index.js';
 import { forwardEngine, type ExtractEngine } from '../module/pool.js';
 import type { LabeledSet } from './sets.js';
 import { cacheBottlenecks } from './index.js';
+import type { ImageStamp } from './format.js';
 
 export interface DistortOptions {
   settings: DistortionSettings;
@@ -53,11 +54,14 @@ export async function distortedVariants(
   const usable = new Set(training.files);
   const images = allImages(lists).filter((r) => r.category === 'training' && usable.has(r.file));
   const perVariant: Array<Map<string, Float32Array>> = [];
+  // The images are the same for every variant: read and hash them once.
+  let stamps: Map<string, ImageStamp> | undefined;
   let computed = 0;
   let cached = 0;
   for (let v = 0; v < variants; v++) {
     opts.log.info(`Distorted bottlenecks, variant ${v + 1} of ${variants}`);
     const b = await cacheBottlenecks(lists, extractor, {
+      stamps,
       bottleneckDir: opts.bottleneckDir,
       batchSize: opts.batchSize,
       strict: opts.strict,
@@ -73,6 +77,7 @@ export async function distortedVariants(
       },
     });
     perVariant.push(b.values);
+    stamps ??= b.stamps;
     computed += b.computed;
     cached += b.cached;
   }

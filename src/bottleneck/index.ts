@@ -36,6 +36,8 @@ export interface BottleneckOptions {
   log: Logger;
   /** Distorted variants (bottleneck/distorted.ts) instead of the plain bottlenecks. */
   variant?: BottleneckVariant;
+  /** Stamps an earlier call of this run took (each variant would otherwise read and hash every image again). */
+  stamps?: Map<string, ImageStamp>;
 }
 
 /** Which images, a tag for their cache file names, and how to make their module input. */
@@ -59,6 +61,8 @@ export interface Bottlenecks {
   failed: FailedImage[];
   /** Worker threads that computed bottlenecks (0: main thread or nothing to compute). */
   workers?: number;
+  /** Each usable image's stamp (size, mtime, sha256 of its bytes), as checked against the cache. */
+  stamps: Map<string, ImageStamp>;
 }
 
 export function bottleneckPath(dir: string, classDir: string, imageName: string, moduleName: string): string {
@@ -90,6 +94,16 @@ export async function imageStamp(file: string): Promise<ImageStamp | { error: st
   }
 }
 
+/** The stamps of readable files, keyed by path (for callers that build Bottlenecks themselves). */
+export async function stampsOf(files: string[]): Promise<Map<string, ImageStamp>> {
+  const out = new Map<string, ImageStamp>();
+  for (const f of files) {
+    const s = await imageStamp(f);
+    if (!('error' in s)) out.set(f, s);
+  }
+  return out;
+}
+
 interface Job {
   ref: ImageRef;
   cacheFile: string;
@@ -100,7 +114,7 @@ interface Job {
 export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtractor, opts: BottleneckOptions): Promise<Bottlenecks> {
   const { info } = extractor;
   const log = opts.log;
-  const result: Bottlenecks = { size: info.bottleneckSize, values: new Map(), computed: 0, cached: 0, failed: [] };
+  const result: Bottlenecks = { size: info.bottleneckSize, values: new Map(), computed: 0, cached: 0, failed: [], stamps: new Map() };
   const fail = (file: string, reason: string, cause?: unknown) => {
     if (opts.strict) throw new RetrainError(`${file}: ${reason} (--strict makes this fatal)`, 1, { cause });
     log.warn(`Skipping ${file}: ${reason}`);
@@ -117,8 +131,9 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
     refs.map((ref) =>
       io(async () => {
         const cacheFile = bottleneckPath(opts.bottleneckDir, lists.classes[ref.classIndex]!.dir, ref.name, cacheName);
-        const stamp = await imageStamp(ref.file);
+        const stamp = opts.stamps?.get(ref.file) ?? (await imageStamp(ref.file));
         if ('error' in stamp) return { ref, error: stamp.error };
+        result.stamps.set(ref.file, stamp);
         const bytes = await fs.promises.readFile(cacheFile).catch(() => undefined);
         if (bytes) {
           const decoded = decodeBottleneck(bytes, info.id, info.bottleneckSize, stamp);

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import pLimit from 'p-limit';
-import { decodeImage, readImageFile } from '../image/index.js';
+import { decodeImage } from '../image/index.js';
 import { DisjointSets, type SimilarPair } from './near.js';
 
 /** Bottleneck cosine above which two images may have the same pixels (batching changes the last float bits). */
@@ -28,11 +28,11 @@ async function pixelDigest(file: string): Promise<string | null> {
   }
 }
 
-/** Groups of images (indices into `files`) with the same bytes or the same decoded pixels. */
-export async function exactDuplicates(files: string[], candidates: SimilarPair[]): Promise<ExactGroup[]> {
-  const io = pLimit(8);
-  // readImageFile: names that are not UTF-8, and size and header checks; a file that went away matches nothing.
-  const bytes = await Promise.all(files.map((f) => io(() => readImageFile(f).then(sha256, () => `unreadable:${f}`))));
+/**
+ * Groups of images (indices into `files`) with the same bytes or the same decoded
+ * pixels. `bytes` are the files' sha256, which the bottleneck stage took already.
+ */
+export async function exactDuplicates(files: string[], bytes: string[], candidates: SimilarPair[]): Promise<ExactGroup[]> {
   const toDecode = new Set<number>();
   for (const p of candidates) {
     if (p.cosine >= PIXEL_CANDIDATE_COSINE && bytes[p.a] !== bytes[p.b]) toDecode.add(p.a).add(p.b);

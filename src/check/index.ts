@@ -170,7 +170,10 @@ export async function checkDataset(lists: ImageLists, bottlenecks: Bottlenecks, 
   const labels = lists.classes.map((c) => c.label);
   const n = rows.images.length;
   const pairs = await similarPairs(rows.unit, n, rows.dim, Math.min(o.nearDuplicateThreshold, PIXEL_CANDIDATE_COSINE), { seed: o.seed, signal: o.signal });
-  const exact = await exactDuplicates(rows.refs.map((r) => r.file), pairs);
+  const files = rows.refs.map((r) => r.file);
+  // Every image with a bottleneck has the stamp it was checked with.
+  const hashes = files.map((f) => Buffer.from(bottlenecks.stamps.get(f)!.contentHash).toString('hex'));
+  const exact = await exactDuplicates(files, hashes, pairs);
   const scores = centroidScores(rows.unit, rows.y, labels.length, rows.dim);
   const findings = [
     ...exact.map((g) => finding('exact_duplicate', rows, g.members, 1, { match: g.match })).sort(byConcern),

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { RetrainError, UsageError, errorMessage } from '../errors.js';
-import { checkInputSide, type InputSpec } from '../image/index.js';
+import type { InputSpec } from '../image/index.js';
 import type { Logger } from '../log.js';
 import { locateModelJson, modelFormat, readModelFiles, weightBytes, type LoadedModelFiles } from '../module/io.js';
 import type { OnnxSession } from '../module/onnx/index.js';
@@ -46,8 +46,6 @@ export interface Classifier {
 const LABEL_IMAGE_DEFAULTS = { inputMean: 0, inputStd: 255, inputSize: 299 };
 
 export async function loadClassifier(opts: ClassifierOptions): Promise<Classifier> {
-  checkInputSide('--input_height', opts.inputHeight);
-  checkInputSide('--input_width', opts.inputWidth);
   if (isOnnxPath(opts.graph)) return loadOnnxClassifier(opts);
   const jsonPath = locateModelJson(opts.graph, '--graph', 'give the folder (or model.json) that retrain wrote to --output_graph');
   const files = isFrozenGraph(jsonPath) ? readFrozenGraph(jsonPath) : readModelFiles(jsonPath);

@@ -21,6 +21,7 @@ import {
   filePath,
   float,
   fraction,
+  inputSide,
   int,
   percentage,
   positiveRate,
@@ -71,8 +72,8 @@ export const RETRAIN_FLAGS = {
   moduleCacheDir: filePath({ group: G.module, arg: '<dir>', default: defaultModuleCacheDir, help: 'where downloaded modules are cached ($TFHUB_CACHE_DIR)' }),
   bottleneckLayer: string({ group: G.module, arg: '<name>', help: 'layer (layers model) or node (graph model) that gives the feature vector' }),
   inputRange: custom({ group: G.module, arg: '<min,max>', parse: (t: string) => parseRange(t), format: (r: [number, number]) => r.join(','), help: "the module's input value range, when its metadata does not say (e.g. 0,1 or -1,1)" }),
-  inputHeight: int({ group: G.module, check: above0, help: 'input height, for modules with a dynamic input size' }),
-  inputWidth: int({ group: G.module, check: above0, help: 'input width, for modules with a dynamic input size' }),
+  inputHeight: int({ group: G.module, check: inputSide, help: 'input height, for modules with a dynamic input size' }),
+  inputWidth: int({ group: G.module, check: inputSide, help: 'input width, for modules with a dynamic input size' }),
 
   // Bottlenecks
   bottleneckDir: filePath({ group: G.bottlenecks, arg: '<dir>', default: tmp('bottleneck'), help: 'where to cache bottleneck files' }),

@@ -5,6 +5,7 @@
  * derived from the table. Tables: flags/retrain.ts and flags/label_image.ts.
  */
 import { UsageError } from '../errors.js';
+import { MAX_INPUT_SIDE } from '../image/index.js';
 import { expandHome } from '../util/fsutil.js';
 
 /** One flag. `T` is the value the library receives. */
@@ -167,6 +168,9 @@ export const above0 = (v: number): string | undefined => (Number.isInteger(v) &&
 /** 0 to turn something off, or a positive whole number. */
 export const zeroOrMore = (off: string) => (v: number): string | undefined =>
   Number.isInteger(v) && v >= 0 ? undefined : `must be 0 (${off}) or a whole number above 0`;
+/** --input_height/--input_width: a whole number from 1 to MAX_INPUT_SIDE. */
+export const inputSide = (v: number): string | undefined =>
+  Number.isInteger(v) && v > 0 && v <= MAX_INPUT_SIDE ? undefined : `must be a whole number from 1 to ${MAX_INPUT_SIDE}`;
 /** A fraction in [0, 1). */
 export const fraction = (v: number): string | undefined => (v >= 0 && v < 1 ? undefined : 'must be at least 0 and below 1');
 /** A percentage in [0, 100]. */

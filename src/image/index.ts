@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises';
 import sharp from 'sharp';
-import { ImageError, UsageError, errorMessage } from '../errors.js';
+import { ImageError, errorMessage } from '../errors.js';
 import { fsPath, readFailure } from '../util/fsname.js';
 
 /** Decoded pixels: interleaved 8-bit RGB, row-major. */
@@ -23,12 +23,6 @@ export const MAX_INPUT_PIXELS = 100_000_000;
 
 /** Module input sides beyond this are typos, not models: refused before allocating. */
 export const MAX_INPUT_SIDE = 4096;
-
-/** --input_height/--input_width: a whole number from 1 to MAX_INPUT_SIDE. */
-export function checkInputSide(flag: string, v: number | undefined): void {
-  if (v === undefined) return;
-  if (!Number.isInteger(v) || v <= 0 || v > MAX_INPUT_SIDE) throw new UsageError(`${flag} ${v} must be a whole number from 1 to ${MAX_INPUT_SIDE}`);
-}
 
 /** mean/std that map [0, 255] onto [min, max]. */
 export function rangeToMeanStd(range: readonly [number, number]): { mean: number; std: number } {

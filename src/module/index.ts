@@ -9,7 +9,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { RetrainError, UsageError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { MAX_INPUT_SIDE, checkInputSide, rangeToMeanStd, type InputSpec } from '../image/index.js';
+import { MAX_INPUT_SIDE, rangeToMeanStd, type InputSpec } from '../image/index.js';
 import { activeBackend, wantsOnnxRuntime, type BackendChoice } from '../backend.js';
 import { locateModelJson, modelFormat, readModelFiles, type LoadedModelFiles } from './io.js';
 import { downloadModule, isModuleUrl } from './download.js';
@@ -138,8 +138,6 @@ function graphInputSize(model: tf.GraphModel): [number | null, number | null] {
 }
 
 function pickSize(fromModel: [number | null, number | null], opts: ModuleOptions, where: string): [number, number] {
-  checkInputSide('--input_height', opts.inputHeight);
-  checkInputSide('--input_width', opts.inputWidth);
   const h = opts.inputHeight ?? fromModel[0];
   const w = opts.inputWidth ?? fromModel[1];
   if (!h || !w) {
