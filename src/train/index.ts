@@ -130,17 +130,56 @@ export function makeRng(seed: number, stream: string): (n: number) => number {
   return (n: number) => Math.floor(rng() * n);
 }
 
-function sampleRows(set: LabeledSet, size: number, count: number, pick: (n: number) => number): { x: tf.Tensor2D; y: tf.Tensor1D; idx: Int32Array } {
+interface Batch {
+  x: tf.Tensor2D;
+  y: tf.Tensor1D;
+  /** The rows of the set, in batch order. */
+  idx: Int32Array;
+}
+
+function sampleRows(set: LabeledSet, size: number, count: number, pick: (n: number) => number, x?: Float32Array): Batch {
   const n = set.y.length;
   const idx = new Int32Array(count < 0 ? n : count);
   for (let i = 0; i < idx.length; i++) idx[i] = count < 0 ? i : pick(n);
-  const x = new Float32Array(idx.length * size);
+  x ??= new Float32Array(idx.length * size);
   const y = new Int32Array(idx.length);
-  idx.forEach((row, i) => {
+  for (let i = 0; i < idx.length; i++) {
+    const row = idx[i]!;
     x.set(set.x.subarray(row * size, (row + 1) * size), i * size);
     y[i] = set.y[row]!;
-  });
+  }
   return { x: tf.tensor2d(x, [idx.length, size]), y: tf.tensor1d(y, 'int32'), idx };
+}
+
+/**
+ * Batches for the training loop. A random batch is copied into one reused buffer: a
+ * fresh 512 KB array per step (batch 100 × 1280) cost more than the step's arithmetic.
+ * Every backend has copied or consumed the values by the time `release` runs, and the
+ * loop releases each batch before drawing the next. `count` -1 means every row, the
+ * same each time, so that batch is made once and kept until `dispose`.
+ */
+class BatchSampler {
+  private readonly buffer?: Float32Array;
+  private fixed?: Batch;
+  constructor(
+    private readonly set: LabeledSet,
+    private readonly size: number,
+    private readonly count: number,
+    private readonly pick: (n: number) => number,
+  ) {
+    if (count >= 0) this.buffer = new Float32Array(count * size);
+  }
+  draw(): Batch {
+    if (this.count >= 0) return sampleRows(this.set, this.size, this.count, this.pick, this.buffer);
+    return (this.fixed ??= sampleRows(this.set, this.size, -1, this.pick));
+  }
+  release(batch: Batch): void {
+    if (batch !== this.fixed) tf.dispose([batch.x, batch.y]);
+  }
+  dispose(): void {
+    if (this.fixed) tf.dispose([this.fixed.x, this.fixed.y]);
+    this.fixed = undefined;
+  }
 }
 
 export interface Metrics {
@@ -185,71 +224,75 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
   const stopper = new EarlyStopping(patience);
   let best: HeadValues | undefined;
   let stoppedEarly = false;
-  const pickTrain = makeRng(opts.seed, 'train');
-  const pickVal = makeRng(opts.seed, 'validation');
+  const trainBatches = new BatchSampler(training, bottleneckSize, opts.trainBatchSize, makeRng(opts.seed, 'train'));
+  const validationBatches = new BatchSampler(validation, bottleneckSize, opts.validationBatchSize, makeRng(opts.seed, 'validation'));
   const history: EvalPoint[] = [];
   const vars = head.variables;
 
-  for (let i = 0; i < opts.steps; i++) {
-    const batch = sampleRows(training, bottleneckSize, opts.trainBatchSize, pickTrain);
-    if (opts.trainBottlenecks) {
-      const x = await opts.trainBottlenecks(batch.idx, i);
-      batch.x.dispose();
-      batch.x = tf.tensor2d(x, [batch.idx.length, bottleneckSize]);
-    }
-    if (plainSgd) sgdStep(head, batch.x, batch.y, opts.learningRate);
-    else {
-      tf.tidy(() => {
-        optimizer.minimize(() => headLoss(head.logits(batch.x, true), batch.y, classCount, opts.labelSmoothing, lossWeights), false, vars);
-      });
-    }
-    const isLast = i + 1 === opts.steps;
-    if (i % opts.evalStepInterval === 0 || isLast) {
-      const train = measure(head, batch.x, batch.y);
-      let val: Metrics = { accuracy: NaN, crossEntropy: NaN, n: 0 };
-      if (validation.y.length > 0) {
-        const vb = sampleRows(validation, bottleneckSize, opts.validationBatchSize, pickVal);
-        val = measure(head, vb.x, vb.y);
-        tf.dispose([vb.x, vb.y]);
+  try {
+    for (let i = 0; i < opts.steps; i++) {
+      const batch = trainBatches.draw();
+      if (opts.trainBottlenecks) {
+        const x = await opts.trainBottlenecks(batch.idx, i);
+        batch.x.dispose();
+        batch.x = tf.tensor2d(x, [batch.idx.length, bottleneckSize]);
       }
-      const point: EvalPoint = {
-        step: i,
-        trainAccuracy: train.accuracy,
-        crossEntropy: train.crossEntropy,
-        validationAccuracy: val.accuracy,
-        validationCrossEntropy: val.crossEntropy,
-        validationN: val.n,
-      };
-      history.push(point);
-      log.info(`Step ${i}: Train accuracy = ${(train.accuracy * 100).toFixed(1)}%`);
-      log.info(`Step ${i}: Cross entropy = ${train.crossEntropy.toFixed(6)}`);
-      if (!(train.crossEntropy <= MAX_CROSS_ENTROPY)) throw divergence(`the cross entropy is ${train.crossEntropy} at step ${i}`, opts.learningRate);
-      if (val.n > 0) log.info(`Step ${i}: Validation accuracy = ${(val.accuracy * 100).toFixed(1)}% (N=${val.n})`);
-      await opts.onEval?.(point, head);
-      if (patience > 0) {
-        if (stopper.update(i, val.accuracy)) best = await head.values();
-        else if (stopper.shouldStop && !isLast) {
-          log.info(`Step ${i}: validation accuracy has not improved for ${patience} evaluations; stopping and keeping the head of step ${stopper.bestStep}`);
-          stoppedEarly = true;
+      if (plainSgd) sgdStep(head, batch.x, batch.y, opts.learningRate);
+      else {
+        tf.tidy(() => {
+          optimizer.minimize(() => headLoss(head.logits(batch.x, true), batch.y, classCount, opts.labelSmoothing, lossWeights), false, vars);
+        });
+      }
+      const isLast = i + 1 === opts.steps;
+      if (i % opts.evalStepInterval === 0 || isLast) {
+        const train = measure(head, batch.x, batch.y);
+        let val: Metrics = { accuracy: NaN, crossEntropy: NaN, n: 0 };
+        if (validation.y.length > 0) {
+          const vb = validationBatches.draw();
+          val = measure(head, vb.x, vb.y);
+          validationBatches.release(vb);
+        }
+        const point: EvalPoint = {
+          step: i,
+          trainAccuracy: train.accuracy,
+          crossEntropy: train.crossEntropy,
+          validationAccuracy: val.accuracy,
+          validationCrossEntropy: val.crossEntropy,
+          validationN: val.n,
+        };
+        history.push(point);
+        log.info(`Step ${i}: Train accuracy = ${(train.accuracy * 100).toFixed(1)}%`);
+        log.info(`Step ${i}: Cross entropy = ${train.crossEntropy.toFixed(6)}`);
+        if (!(train.crossEntropy <= MAX_CROSS_ENTROPY)) throw divergence(`the cross entropy is ${train.crossEntropy} at step ${i}`, opts.learningRate);
+        if (val.n > 0) log.info(`Step ${i}: Validation accuracy = ${(val.accuracy * 100).toFixed(1)}% (N=${val.n})`);
+        await opts.onEval?.(point, head);
+        if (patience > 0) {
+          if (stopper.update(i, val.accuracy)) best = await head.values();
+          else if (stopper.shouldStop && !isLast) {
+            log.info(`Step ${i}: validation accuracy has not improved for ${patience} evaluations; stopping and keeping the head of step ${stopper.bestStep}`);
+            stoppedEarly = true;
+          }
+        }
+        if (opts.signal) {
+          // Training is synchronous: let a Ctrl-C handler run.
+          await yieldToEventLoop();
+          throwIfInterrupted(opts.signal, `interrupted at training step ${i}: the model was not exported; the bottleneck cache is kept`);
         }
       }
-      if (opts.signal) {
-        // Training is synchronous: let a Ctrl-C handler run.
-        await yieldToEventLoop();
-        throwIfInterrupted(opts.signal, `interrupted at training step ${i}: the model was not exported; the bottleneck cache is kept`);
+      trainBatches.release(batch);
+      log.progress?.('training', i + 1, opts.steps);
+      const freq = opts.intermediateStoreFrequency ?? 0;
+      if (freq > 0 && i % freq === 0 && i > 0 && opts.onIntermediate) {
+        await checkFinite(head, `step ${i}`, opts.learningRate);
+        log.info(`Save intermediate result to : intermediate_${i}`);
+        await opts.onIntermediate(i, head);
       }
+      if (stoppedEarly) break;
     }
-    tf.dispose([batch.x, batch.y]);
-    log.progress?.('training', i + 1, opts.steps);
-    const freq = opts.intermediateStoreFrequency ?? 0;
-    if (freq > 0 && i % freq === 0 && i > 0 && opts.onIntermediate) {
-      await checkFinite(head, `step ${i}`, opts.learningRate);
-      log.info(`Save intermediate result to : intermediate_${i}`);
-      await opts.onIntermediate(i, head);
-    }
-    if (stoppedEarly) break;
+  } finally {
+    validationBatches.dispose();
+    optimizer.dispose();
   }
-  optimizer.dispose();
   if (best) head.assign(best);
   await checkFinite(head, 'the end of training', opts.learningRate);
   const final = history[history.length - 1]!;

@@ -19,7 +19,10 @@ export function sgdStep(head: HeadVariables, x: tf.Tensor2D, y: tf.Tensor1D, lea
     const scale = learningRate / x.shape[0];
     // lr * dL/dlogits, folded into one tensor so the two updates reuse it.
     const g = tf.mul(tf.sub(tf.softmax(logits), tf.oneHot(y, head.classCount)), scale);
-    head.weights.assign(tf.sub(head.weights, tf.matMul(x, g, true, false)));
+    // xᵀ·g as (gᵀ·x)ᵀ: on the wasm backend, a product whose first operand is transposed
+    // costs several times more than transposing the two small matrices around a plain
+    // one (bench/head.ts).
+    head.weights.assign(tf.sub(head.weights, tf.transpose(tf.matMul(tf.transpose(g), x))));
     head.biases.assign(tf.sub(head.biases, tf.sum(g, 0)));
   });
 }

@@ -1,0 +1,97 @@
+/**
+ * `node dist/bench/head.js [--steps 4000] [--backend auto]`
+ *
+ * Times the head's training as the default run does it: batch 100, a 1280-value
+ * bottleneck, 5 classes, 480 training and 60 validation rows, an evaluation every 10
+ * steps. The rows are synthetic (training time does not depend on the values). Also
+ * times the weight gradient xᵀ·g both ways, which is why train/step.ts transposes
+ * around a plain product. Prints one JSON line with the machine's load average.
+ */
+import os from 'node:os';
+import { Command } from 'commander';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend, type BackendChoice } from '../src/backend.js';
+import { intArg } from '../src/cli/common.js';
+import { silentLogger } from '../src/log.js';
+import { trainHead, type LabeledSet } from '../src/train/index.js';
+
+const f = new Command('bench-head')
+  .option('--steps <n>', 'training steps', intArg('--steps'), 4000)
+  .option('--backend <name>', 'tfjs backend', 'auto')
+  .parse()
+  .opts<{ steps: number; backend: BackendChoice }>();
+
+const D = 1280;
+const C = 5;
+const B = 100;
+const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+
+function rows(n: number, seed: number): LabeledSet {
+  let s = seed;
+  const rnd = () => ((s = (s * 16807) % 2147483647) / 2147483647);
+  const x = new Float32Array(n * D);
+  const y = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    y[i] = i % C;
+    for (let j = 0; j < D; j++) x[i * D + j] = rnd() * (j % C === y[i] ? 1.5 : 1);
+  }
+  return { x, y, files: Array.from({ length: n }, (_, i) => `row${i}`) };
+}
+
+/** Microseconds per call of `f`, best of 5 blocks (the machine may be shared). */
+function usPerCall(f: () => void, calls = 300): number {
+  let best = Infinity;
+  for (let block = 0; block < 5; block++) {
+    const t0 = performance.now();
+    for (let i = 0; i < calls; i++) f();
+    best = Math.min(best, ((performance.now() - t0) / calls) * 1000);
+  }
+  return round(best, 0);
+}
+
+const loadBefore = os.loadavg()[0]!;
+const backend = await initBackend(f.backend);
+const training = rows(480, 1);
+const validation = rows(60, 2);
+const runs: Array<{ s: number; cpu_s: number }> = [];
+for (let run = 0; run < 3; run++) {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const r = await trainHead(training, validation, C, D, {
+    steps: f.steps,
+    learningRate: 0.01,
+    trainBatchSize: B,
+    validationBatchSize: 100,
+    evalStepInterval: 10,
+    seed: 0,
+    log: silentLogger,
+  });
+  const c = process.cpuUsage(c0);
+  runs.push({ s: round((performance.now() - t0) / 1000), cpu_s: round((c.user + c.system) / 1e6) });
+  r.head.dispose();
+}
+
+// A fresh batch and fresh g each call, as in training: the operands change every step.
+const x0 = training.x.subarray(0, B * D);
+const g0 = new Float32Array(B * C).fill(0.01);
+const gradient = (transposeFirst: boolean) => () =>
+  tf.tidy(() => {
+    const x = tf.tensor2d(x0, [B, D]);
+    const g = tf.tensor2d(g0, [B, C]);
+    (transposeFirst ? tf.matMul(x, g, true, false) : tf.transpose(tf.matMul(tf.transpose(g), x))).dataSync();
+  });
+
+process.stdout.write(
+  JSON.stringify({
+    backend: backend.name,
+    steps: f.steps,
+    train_batch_size: B,
+    bottleneck: D,
+    classes: C,
+    runs,
+    best_s: Math.min(...runs.map((r) => r.s)),
+    gradient_us: { transposed_operand: usPerCall(gradient(true)), transposed_around: usPerCall(gradient(false)) },
+    load_average_before: round(loadBefore),
+    load_average_after: round(os.loadavg()[0]!),
+  }) + '\n',
+);
