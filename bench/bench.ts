@@ -14,11 +14,12 @@
  * the built-in module. tensorflow (tfjs-node) is skipped, saying why, when it is not
  * installed; cpu runs only when --engines names it (it is far too slow by default).
  */
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { Command } from 'commander';
 import { initBackend } from '../src/backend.js';
 import { cacheBottlenecks, type Bottlenecks } from '../src/bottleneck/index.js';
@@ -87,13 +88,24 @@ interface ModuleResult {
   error?: string;
 }
 
+/** A process of its own; async, so that Ctrl-C reaches the driver while one runs. */
+async function run(args: string[]): Promise<{ ok: true; stdout: string } | { ok: false; error: string }> {
+  try {
+    const { stdout } = await promisify(execFile)(process.execPath, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
+    return { ok: true, stdout };
+  } catch (err) {
+    const e = err as { code?: number | string; signal?: string; stderr?: string };
+    const why = (e.stderr ?? '').trim().split('\n').filter(Boolean);
+    return { ok: false, error: `${path.basename(args[0]!)} exited with ${e.signal ?? e.code}: ${why.find((l) => /Error/.test(l)) ?? why.pop() ?? 'no output'}` };
+  }
+}
+
 /** Runs a bench script in its own process; its last stdout line is its JSON. */
-function child<T>(script: string, args: string[]): T | { error: string } {
-  const r = spawnSync(process.execPath, [path.join(HERE, script), ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  const last = r.stdout?.trim().split('\n').pop();
-  if (r.status === 0 && last) return JSON.parse(last) as T;
-  const why = (r.stderr ?? '').trim().split('\n').filter(Boolean);
-  return { error: `${script} exited with ${r.status ?? r.signal}: ${why.find((l) => /Error/.test(l)) ?? why.pop() ?? 'no output'}` };
+async function child<T>(script: string, args: string[]): Promise<T | { error: string }> {
+  const r = await run([path.join(HERE, script), ...args]);
+  if (!r.ok) return { error: r.error };
+  const last = r.stdout.trim().split('\n').pop();
+  return last ? (JSON.parse(last) as T) : { error: `${script} printed nothing` };
 }
 
 function labeledSet(lists: ImageLists, b: Bottlenecks, category: 'training' | 'validation'): LabeledSet {
@@ -145,22 +157,18 @@ async function timeTraining(lists: ImageLists, extractor: FeatureExtractor, bott
 }
 
 /** A second run as a user starts it: a new `retrain` process, every bottleneck cached. */
-function timeSecondRun(module: string, bottleneckDir: string, tmp: string) {
+async function timeSecondRun(module: string, bottleneckDir: string, tmp: string) {
   const out = path.join(tmp, 'second-run');
   fs.mkdirSync(out, { recursive: true });
   const summary = path.join(out, 'summary.json');
   const t0 = performance.now();
-  const run = spawnSync(
-    process.execPath,
-    [
-      path.join(ROOT, 'bin', 'retrain.js'),
-      ...['--image_dir', imageDir, '--tfhub_module', module, '--bottleneck_dir', bottleneckDir, '--module_cache_dir', path.join(tmp, 'modules')],
-      ...['--how_many_training_steps', '1', '--output_graph', path.join(out, 'graph'), '--output_labels', path.join(out, 'labels.txt'), '--summary_json', summary],
-    ],
-    { encoding: 'utf8' },
-  );
+  const r = await run([
+    path.join(ROOT, 'bin', 'retrain.js'),
+    ...['--image_dir', imageDir, '--tfhub_module', module, '--bottleneck_dir', bottleneckDir, '--module_cache_dir', path.join(tmp, 'modules')],
+    ...['--how_many_training_steps', '1', '--output_graph', path.join(out, 'graph'), '--output_labels', path.join(out, 'labels.txt'), '--summary_json', summary],
+  ]);
   const wallS = (performance.now() - t0) / 1000;
-  if (run.status !== 0) return { error: `second run exited with ${run.status}: ${run.stderr.trim().split('\n').pop()}` };
+  if (!r.ok) return { error: r.error };
   const s = JSON.parse(fs.readFileSync(summary, 'utf8')) as { timings_s: Record<string, number>; bottlenecks: { computed: number } };
   const after = ['training', 'testing', 'export', 'report'].reduce((sum, k) => sum + (s.timings_s[k] ?? 0), 0);
   return { module, first_step_s: round(wallS - after, 2), wall_s: round(wallS, 2), computed: s.bottlenecks.computed, timings_s: s.timings_s };
@@ -191,7 +199,7 @@ async function benchModule(module: string, lists: ImageLists, filesList: string,
       result.onnx_mb = round(model.bytes.length / 2 ** 20, 1);
       say(`${module}: anchor`);
       const threads = f.num_workers ? ['--threads', String(f.num_workers)] : [];
-      result.anchor = child<EngineFigures>('anchor.js', ['--model', model.path, '--files', filesList, '--size', String(info.inputHeight), ...threads]);
+      result.anchor = await child<EngineFigures>('anchor.js', ['--model', model.path, '--files', filesList, '--size', String(info.inputHeight), ...threads]);
     } catch (err) {
       result.anchor = { skipped: `the module does not convert to ONNX: ${errorMessage(err).split('\n')[0]}` };
     }
@@ -201,7 +209,7 @@ async function benchModule(module: string, lists: ImageLists, filesList: string,
   for (const engine of engines) {
     say(`${module}: ${engine}`);
     const dir = path.join(tmp, `bottlenecks-${m}-${engine}`);
-    const r = child<EngineRun | EngineSkipped>('engine.js', [
+    const r = await child<EngineRun | EngineSkipped>('engine.js', [
       ...['--engine', engine, '--image_dir', imageDir, '--tfhub_module', module, '--module_cache_dir', moduleCache, '--bottleneck_dir', dir],
       ...['--bottleneck_batch_size', String(f.bottleneck_batch_size)],
       ...(f.num_workers ? ['--num_workers', String(f.num_workers)] : []),
@@ -259,6 +267,13 @@ function printTable(results: ModuleResult[], extra: string[]): void {
 async function main(): Promise<number> {
   const loadBefore = loadavg();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'retrain-bench-'));
+  // Ctrl-C reaches the children too (same process group); this leaves no temp folder behind.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      process.exit(128 + os.constants.signals[sig]);
+    });
+  }
   try {
     // tfjs here converts modules and trains the head: the backend `retrain --backend auto` trains on.
     const backend = await initBackend('auto');
@@ -272,7 +287,7 @@ async function main(): Promise<number> {
 
     const results: ModuleResult[] = [];
     let training: Awaited<ReturnType<typeof timeTraining>> | { skipped: string } | { error: string } = { skipped: 'no engine computed bottlenecks' };
-    let secondRun: ReturnType<typeof timeSecondRun> | { skipped: string } = { skipped: 'no engine computed bottlenecks' };
+    let secondRun: Awaited<ReturnType<typeof timeSecondRun>> | { skipped: string } = { skipped: 'no engine computed bottlenecks' };
     for (const [m, module] of modules.entries()) {
       const { result, extractor, bottleneckDir } = await benchModule(module, lists, filesList, tmp, m);
       results.push(result);
@@ -285,7 +300,7 @@ async function main(): Promise<number> {
         if (f.no_second_run) secondRun = { skipped: '--no_second_run' };
         else {
           say(`${module}: second retrain run, bottlenecks cached`);
-          secondRun = timeSecondRun(module, bottleneckDir, tmp);
+          secondRun = await timeSecondRun(module, bottleneckDir, tmp);
         }
       }
       extractor?.dispose();
