@@ -1,12 +1,14 @@
 /**
- * `node dist/bench/anchor.js --model M.onnx --image_dir D [--limit N] [--threads T]`
+ * `node dist/bench/anchor.js --model M.onnx (--image_dir D | --files LIST) [--limit N] [--threads T]`
  *
  * The anchor the engines are compared with: the plainest ONNX Runtime + sharp loop,
  * one image at a time: read, decode and resize to the model's size with sharp, scale
  * to [-1, 1], run. Two passes over the same images: cold (first, session created in
  * it) and warm. Prints one JSON line: ms per image, CPU ms per image (all threads),
- * peak RSS and the load average (the machine may be shared).
+ * peak RSS and the load average (the machine may be shared). `--files` (one path a
+ * line) makes it run on exactly the images an engine of `npm run bench` ran on.
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -78,12 +80,15 @@ export async function runAnchor(model: string, files: string[], threads = os.ava
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const f = new Command('anchor')
     .requiredOption('--model <file>', '.onnx model taking [N, S, S, 3] NHWC float')
-    .requiredOption('--image_dir <dir>', 'photos, in any subfolders')
+    .option('--image_dir <dir>', 'photos, in any subfolders')
+    .option('--files <list>', 'a text file naming the photos, one path a line (instead of --image_dir)')
     .option('--limit <n>', 'first N photos only', (v) => Number.parseInt(v, 10))
     .option('--threads <n>', 'intra-op threads (default: one per core)', (v) => Number.parseInt(v, 10))
     .option('--size <n>', 'input height and width', (v) => Number.parseInt(v, 10), 224)
     .parse()
-    .opts<{ model: string; image_dir: string; limit?: number; threads?: number; size: number }>();
-  const figures = await runAnchor(f.model, await imageFiles(f.image_dir, f.limit), f.threads, f.size);
+    .opts<{ model: string; image_dir?: string; files?: string; limit?: number; threads?: number; size: number }>();
+  if (!f.image_dir === !f.files) throw new Error('give one of --image_dir and --files');
+  const files = f.files ? fs.readFileSync(f.files, 'utf8').split('\n').filter(Boolean).slice(0, f.limit) : await imageFiles(f.image_dir!, f.limit);
+  const figures = await runAnchor(f.model, files, f.threads, f.size);
   process.stdout.write(JSON.stringify(figures) + '\n');
 }

@@ -1,56 +1,112 @@
 /**
- * `npm run bench -- --image_dir D --tfhub_module M [--num_workers N] [--bottleneck_batch_size B]`
+ * `npm run bench [-- --image_dir D] [--tfhub_module M[,M2]] [--engines onnxruntime,wasm,tensorflow,cpu]`
  *
- * Prints one JSON object: the bottleneck stage in ms per image with an empty cache
- * (cold) and a full one (warm), CPU ms per image (all threads, so it can be compared
- * on a busy machine), training steps per second, the time a cached second run takes
- * to reach its first training step (a real CLI process), peak RSS, backend and
- * workers. The machine's load average is included because the machine may be shared.
- * With --backend auto or onnxruntime the module may run on ONNX Runtime (`engine` says
- * which ran); every run also times the anchor (bench/anchor.ts, a plain ONNX Runtime +
- * sharp loop over the same images, in its own process) and prints the ratio to it.
+ * Every available engine on the same images, in one run. For each module, each in its
+ * own process (so peak RSS and CPU time are its own): the anchor (bench/anchor.ts, a
+ * plain ONNX Runtime + sharp loop over the module's ONNX conversion) and each engine
+ * (bench/engine.ts: the bottleneck stage as `retrain --backend E` runs it, cold and
+ * warm). Then, once per run, 4,000 steps of the default head on tfjs and a second
+ * `retrain` process with every bottleneck cached.
+ *
+ * stdout: one JSON document. stderr: the same as a table, and progress.
+ * Defaults: ../shared/datasets/flowers-dev and the two MobileNet V2 modules of
+ * ../shared/models (layers and graph) when present, else fixtures/flower_photos and
+ * the built-in module. tensorflow (tfjs-node) is skipped, saying why, when it is not
+ * installed; cpu runs only when --engines names it (it is far too slow by default).
  */
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { Command } from 'commander';
-import { initBackend, wantsOnnxRuntime, type BackendChoice } from '../src/backend.js';
+import { initBackend } from '../src/backend.js';
 import { cacheBottlenecks, type Bottlenecks } from '../src/bottleneck/index.js';
 import { intArg } from '../src/cli/common.js';
-import { createImageLists, type ImageLists } from '../src/dataset/index.js';
+import { allImages, createImageLists, type ImageLists } from '../src/dataset/index.js';
+import { errorMessage } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
-import { loadFeatureExtractor } from '../src/module/index.js';
+import { DEFAULT_MODULE, loadFeatureExtractor, type FeatureExtractor } from '../src/module/index.js';
 import { convertModule, loadOrConvertOnnx } from '../src/module/onnx/index.js';
 import { trainHead, type LabeledSet } from '../src/train/index.js';
-import type { EngineFigures } from './anchor.js';
+import { round, type EngineFigures } from './anchor.js';
+import { ENGINES, type EngineName, type EngineRun, type EngineSkipped } from './engine.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '../..');
+const SHARED = path.resolve(ROOT, '..', 'shared');
+const SHARED_IMAGES = path.join(SHARED, 'datasets', 'flowers-dev');
+/** The issue's two targets: the same MobileNet V2 as a layers model and as a graph model. */
+const SHARED_MODULES = ['mobilenet_v2_100_224', 'tfhub_mobilenet_v2_100_224_feature_vector'].map((m) => path.join(SHARED, 'models', m));
+const DEFAULT_ENGINES: EngineName[] = ['onnxruntime', 'wasm', 'tensorflow'];
+
+/** Repeatable and comma-separated. */
+const list = (v: string, prev: string[] = []) => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
 
 const cmd = new Command('bench')
-  .requiredOption('--image_dir <dir>', 'folder with one subfolder of images per class')
-  .requiredOption('--tfhub_module <path>', 'local TF.js module folder')
-  .option('--num_workers <n>', 'bottleneck threads (default: one per core)', intArg('--num_workers'))
+  .option('--image_dir <dir>', `one subfolder of images per class (default: ${path.relative(ROOT, SHARED_IMAGES)} when present, else fixtures/flower_photos)`)
+  .option('--tfhub_module <module>', 'module(s) to time, repeatable or comma-separated (default: the two MobileNet V2 of ../shared/models when present, else the built-in one)', (v: string, prev?: string[]) => list(v, prev))
+  .option('--engines <list>', `engines, comma-separated, from ${ENGINES.join(', ')}, or all (default: ${DEFAULT_ENGINES.join(',')})`, (v: string, prev?: string[]) => list(v, prev))
+  .option('--num_workers <n>', 'tfjs worker threads and ONNX Runtime intra-op threads (default: one per core)', intArg('--num_workers'))
   .option('--bottleneck_batch_size <n>', 'images per inference call', intArg('--bottleneck_batch_size'), 4)
-  .option('--how_many_training_steps <n>', 'training steps to time', intArg('--how_many_training_steps'), 4000)
+  .option('--how_many_training_steps <n>', 'head training steps to time (0: skip)', intArg('--how_many_training_steps'), 4000)
   .option('--train_batch_size <n>', 'images per training step', intArg('--train_batch_size'), 100)
-  .option('--backend <name>', 'compute backend', 'auto')
-  .option('--no_fused', 'layers modules: time tfjs predict instead of fused kernels')
+  .option('--no_second_run', 'skip timing a second retrain process')
   .parse();
 const f = cmd.opts<{
-  image_dir: string;
-  tfhub_module: string;
+  image_dir?: string;
+  tfhub_module?: string[];
+  engines?: string[];
   num_workers?: number;
   bottleneck_batch_size: number;
   how_many_training_steps: number;
   train_batch_size: number;
-  backend: BackendChoice;
-  no_fused?: boolean;
+  no_second_run?: boolean;
 }>();
 
-const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+const imageDir = f.image_dir ?? (fs.existsSync(SHARED_IMAGES) ? SHARED_IMAGES : path.join(ROOT, 'fixtures', 'flower_photos'));
+const sharedModules = SHARED_MODULES.filter((m) => fs.existsSync(path.join(m, 'model.json')));
+const modules = f.tfhub_module ?? (sharedModules.length > 0 ? sharedModules : [DEFAULT_MODULE]);
+const engines = (f.engines?.includes('all') ? [...ENGINES] : (f.engines ?? DEFAULT_ENGINES)) as EngineName[];
+for (const e of engines) if (!ENGINES.includes(e)) cmd.error(`error: --engines ${e} is not one of ${ENGINES.join(', ')}, all`);
+
 const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
+const loadavg = () => os.loadavg().map((l) => round(l, 2));
+const say = (line: string) => process.stderr.write(`bench: ${line}\n`);
+
+type EngineResult = (EngineRun & { cold_ratio_to_anchor: number | null }) | EngineSkipped | { engine: string; error: string };
+
+interface ModuleResult {
+  module: string;
+  format?: string;
+  /** Converting the module to ONNX, once (cached after: every later run reads the .onnx). */
+  convert_s?: number;
+  onnx_mb?: number;
+  anchor: EngineFigures | { skipped: string } | { error: string };
+  engines: EngineResult[];
+  error?: string;
+}
+
+/** A process of its own; async, so that Ctrl-C reaches the driver while one runs. */
+async function run(args: string[]): Promise<{ ok: true; stdout: string } | { ok: false; error: string }> {
+  try {
+    const { stdout } = await promisify(execFile)(process.execPath, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
+    return { ok: true, stdout };
+  } catch (err) {
+    const e = err as { code?: number | string; signal?: string; stderr?: string };
+    const why = (e.stderr ?? '').trim().split('\n').filter(Boolean);
+    return { ok: false, error: `${path.basename(args[0]!)} exited with ${e.signal ?? e.code}: ${why.find((l) => /Error/.test(l)) ?? why.pop() ?? 'no output'}` };
+  }
+}
+
+/** Runs a bench script in its own process; its last stdout line is its JSON. */
+async function child<T>(script: string, args: string[]): Promise<T | { error: string }> {
+  const r = await run([path.join(HERE, script), ...args]);
+  if (!r.ok) return { error: r.error };
+  const last = r.stdout.trim().split('\n').pop();
+  return last ? (JSON.parse(last) as T) : { error: `${script} printed nothing` };
+}
 
 function labeledSet(lists: ImageLists, b: Bottlenecks, category: 'training' | 'validation'): LabeledSet {
   const files: string[] = [];
@@ -69,120 +125,214 @@ function labeledSet(lists: ImageLists, b: Bottlenecks, category: 'training' | 'v
   return { x, y: Int32Array.from(labels), files };
 }
 
-/** The anchor over the same images, in its own process, on the module's ONNX conversion. */
-async function runAnchor(extractor: Awaited<ReturnType<typeof loadFeatureExtractor>>, onnxDir: string): Promise<EngineFigures> {
-  if (extractor.kind === 'saved-model') throw new Error('the anchor needs a TF.js module');
-  const { info, files } = extractor;
-  const model = await loadOrConvertOnnx(onnxDir, info.id, () => convertModule(files, { bottleneck: info.bottleneckTensor, height: info.inputHeight, width: info.inputWidth }));
-  const args = [path.join(ROOT, 'dist', 'bench', 'anchor.js'), '--model', model.path, '--image_dir', f.image_dir, '--size', String(info.inputHeight)];
-  if (f.num_workers) args.push('--threads', String(f.num_workers));
-  const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`the anchor failed: ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as EngineFigures;
+/** The head on tfjs, on bottlenecks an engine left in `bottleneckDir` (all cached: nothing runs the module). */
+async function timeTraining(lists: ImageLists, extractor: FeatureExtractor, bottleneckDir: string) {
+  const b = await cacheBottlenecks(lists, extractor, { bottleneckDir, log: silentLogger });
+  if (b.computed !== 0) throw new Error(`the training figure found ${b.computed} bottlenecks missing`);
+  const training = labeledSet(lists, b, 'training');
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const r = await trainHead(training, labeledSet(lists, b, 'validation'), lists.classes.length, b.size, {
+    steps: f.how_many_training_steps,
+    learningRate: 0.01,
+    trainBatchSize: f.train_batch_size,
+    validationBatchSize: 100,
+    // retrain.py's default interval, so evaluation cost is part of the figure.
+    evalStepInterval: 10,
+    seed: 0,
+    log: silentLogger,
+  });
+  r.head.dispose();
+  const s = (performance.now() - t0) / 1000;
+  return {
+    module: extractor.info.spec,
+    steps: f.how_many_training_steps,
+    train_batch_size: f.train_batch_size,
+    shape: `${b.size} → ${lists.classes.length}`,
+    train_images: training.y.length,
+    s: round(s, 2),
+    steps_per_s: round(f.how_many_training_steps / s),
+    cpu_s: round(cpuMs(process.cpuUsage(c0)) / 1000, 2),
+  };
 }
 
-async function main(): Promise<void> {
-  const loadBefore = os.loadavg()[0]!;
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'retrain-bench-'));
+/** A second run as a user starts it: a new `retrain` process, every bottleneck cached. */
+async function timeSecondRun(module: string, bottleneckDir: string, tmp: string) {
+  const out = path.join(tmp, 'second-run');
+  fs.mkdirSync(out, { recursive: true });
+  const summary = path.join(out, 'summary.json');
+  const t0 = performance.now();
+  const r = await run([
+    path.join(ROOT, 'bin', 'retrain.js'),
+    ...['--image_dir', imageDir, '--tfhub_module', module, '--bottleneck_dir', bottleneckDir, '--module_cache_dir', path.join(tmp, 'modules')],
+    ...['--how_many_training_steps', '1', '--output_graph', path.join(out, 'graph'), '--output_labels', path.join(out, 'labels.txt'), '--summary_json', summary],
+  ]);
+  const wallS = (performance.now() - t0) / 1000;
+  if (!r.ok) return { error: r.error };
+  const s = JSON.parse(fs.readFileSync(summary, 'utf8')) as { timings_s: Record<string, number>; bottlenecks: { computed: number } };
+  const after = ['training', 'testing', 'export', 'report'].reduce((sum, k) => sum + (s.timings_s[k] ?? 0), 0);
+  return { module, first_step_s: round(wallS - after, 2), wall_s: round(wallS, 2), computed: s.bottlenecks.computed, timings_s: s.timings_s };
+}
+
+async function benchModule(module: string, lists: ImageLists, filesList: string, tmp: string, m: number): Promise<{ result: ModuleResult; extractor?: FeatureExtractor; bottleneckDir?: string }> {
+  const result: ModuleResult = { module, anchor: { skipped: 'not run' }, engines: [] };
+  const moduleCache = path.join(tmp, 'modules');
+  let extractor: FeatureExtractor;
   try {
-    const backend = await initBackend(f.backend);
-    const lists = await createImageLists(f.image_dir, { testingPercentage: 10, validationPercentage: 10 }, silentLogger);
-    const t0 = performance.now();
-    const onnxDir = path.join(tmp, 'modules', 'onnx');
-    const extractor = await loadFeatureExtractor({
-      spec: f.tfhub_module,
-      cacheDir: path.join(tmp, 'modules'),
-      fused: !f.no_fused,
-      onnx: wantsOnnxRuntime(f.backend) ? { cacheDir: onnxDir, threads: f.num_workers } : undefined,
-      log: silentLogger,
+    extractor = await loadFeatureExtractor({ spec: module, cacheDir: moduleCache, log: silentLogger });
+  } catch (err) {
+    return { result: { ...result, error: errorMessage(err).split('\n')[0]! } };
+  }
+  const { info } = extractor;
+  result.format = info.format;
+  // Converted here, into the cache the onnxruntime engine reads: its cold figure is a run
+  // with the conversion cached (the first run with a module pays convert_s once more).
+  if (extractor.kind === 'saved-model') result.anchor = { skipped: 'a SavedModel has no ONNX conversion' };
+  else {
+    try {
+      const t0 = performance.now();
+      const files = extractor.files;
+      const model = await loadOrConvertOnnx(path.join(moduleCache, 'onnx'), info.id, () =>
+        convertModule(files, { bottleneck: info.bottleneckTensor, height: info.inputHeight, width: info.inputWidth }),
+      );
+      result.convert_s = round((performance.now() - t0) / 1000, 2);
+      result.onnx_mb = round(model.bytes.length / 2 ** 20, 1);
+      say(`${module}: anchor`);
+      const threads = f.num_workers ? ['--threads', String(f.num_workers)] : [];
+      result.anchor = await child<EngineFigures>('anchor.js', ['--model', model.path, '--files', filesList, '--size', String(info.inputHeight), ...threads]);
+    } catch (err) {
+      result.anchor = { skipped: `the module does not convert to ONNX: ${errorMessage(err).split('\n')[0]}` };
+    }
+  }
+  const anchorMs = 'cold_ms_per_image' in result.anchor ? result.anchor.cold_ms_per_image : undefined;
+  let bottleneckDir: string | undefined;
+  for (const engine of engines) {
+    say(`${module}: ${engine}`);
+    const dir = path.join(tmp, `bottlenecks-${m}-${engine}`);
+    const r = await child<EngineRun | EngineSkipped>('engine.js', [
+      ...['--engine', engine, '--image_dir', imageDir, '--tfhub_module', module, '--module_cache_dir', moduleCache, '--bottleneck_dir', dir],
+      ...['--bottleneck_batch_size', String(f.bottleneck_batch_size)],
+      ...(f.num_workers ? ['--num_workers', String(f.num_workers)] : []),
+    ]);
+    if ('cold_ms_per_image' in r) {
+      bottleneckDir ??= dir;
+      result.engines.push({ ...r, cold_ratio_to_anchor: anchorMs ? round(r.cold_ms_per_image / anchorMs, 2) : null });
+    } else result.engines.push({ ...r, engine });
+  }
+  return { result, extractor, bottleneckDir };
+}
+
+// --- the readable table (stderr) ---
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ')).join('\n');
+}
+
+function describe(r: EngineRun | EngineFigures): string {
+  if (!('ran' in r)) return `${r.threads} threads`;
+  if (!r.ran) return '–';
+  const e = r.ran;
+  const how = e.threads !== undefined ? `${e.threads} threads` : e.workers ? `${e.workers} workers` : 'main thread';
+  return e.name === r.engine ? how : `ran on ${e.name}, ${how}`;
+}
+
+function printTable(results: ModuleResult[], extra: string[]): void {
+  const lines: string[] = [];
+  for (const m of results) {
+    lines.push('', `${m.module} (${m.format ?? '?'})${m.convert_s !== undefined ? `, converted to ONNX in ${m.convert_s} s (${m.onnx_mb} MB)` : ''}`);
+    if (m.error) {
+      lines.push(`  error: ${m.error}`);
+      continue;
+    }
+    const rows = [['engine', 'threads', 'images', 'cold ms/img', 'warm ms/img', 'cold CPU ms/img', 'peak RSS MB', '× anchor (cold)']];
+    const notes: string[] = [];
+    const row = (name: string, r: EngineRun | EngineFigures, ratio: string) =>
+      rows.push([name, describe(r), String(r.images), String(r.cold_ms_per_image), String(r.warm_ms_per_image), String(r.cold_cpu_ms_per_image), String(r.peak_rss_mb), ratio]);
+    if ('cold_ms_per_image' in m.anchor) row('anchor', m.anchor, '1.00');
+    else notes.push(`anchor: ${'error' in m.anchor ? m.anchor.error : m.anchor.skipped}`);
+    for (const e of m.engines) {
+      if ('cold_ms_per_image' in e) {
+        row(e.engine, e, e.cold_ratio_to_anchor === null ? '–' : e.cold_ratio_to_anchor.toFixed(2));
+        for (const n of e.notes) notes.push(`${e.engine}: ${n}`);
+      } else notes.push(`${e.engine}: ${'skipped' in e ? `skipped: ${e.skipped}` : `error: ${e.error}`}`);
+    }
+    lines.push(table(rows).replace(/^/gm, '  '));
+    for (const n of notes) lines.push(`  ${n}`);
+  }
+  lines.push('', "  (the anchor's warm pass runs every image again; an engine's warm pass reads the bottleneck cache)", ...extra);
+  process.stderr.write(lines.join('\n') + '\n');
+}
+
+async function main(): Promise<number> {
+  const loadBefore = loadavg();
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'retrain-bench-'));
+  // Ctrl-C reaches the children too (same process group); this leaves no temp folder behind.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      process.exit(128 + os.constants.signals[sig]);
     });
-    const moduleLoadS = (performance.now() - t0) / 1000;
-    const bottleneckDir = path.join(tmp, 'bottlenecks');
-    const opts = { bottleneckDir, batchSize: f.bottleneck_batch_size, numWorkers: f.num_workers, log: silentLogger };
+  }
+  try {
+    // tfjs here converts modules and trains the head: the backend `retrain --backend auto` trains on.
+    const backend = await initBackend('auto');
+    const lists = await createImageLists(imageDir, { testingPercentage: 10, validationPercentage: 10 }, silentLogger);
+    const files = allImages(lists).map((r) => r.file);
+    const filesList = path.join(tmp, 'images.txt');
+    fs.writeFileSync(filesList, files.join('\n') + '\n');
+    // Read once, so that the first process timed does not pay for the disk alone.
+    for (const file of files) fs.readFileSync(file);
+    say(`${files.length} images in ${imageDir}; modules: ${modules.join(', ')}; engines: ${engines.join(', ')}`);
 
-    const stage = async () => {
-      const c0 = process.cpuUsage();
-      const w0 = performance.now();
-      const b = await cacheBottlenecks(lists, extractor, opts);
-      return { b, wallMs: performance.now() - w0, cpuMs: cpuMs(process.cpuUsage(c0)) };
-    };
-    const cold = await stage();
-    const warm = await stage();
-    const n = cold.b.computed;
-    if (warm.b.computed !== 0) throw new Error(`warm run recomputed ${warm.b.computed} bottlenecks`);
-
-    const engine = (await extractor.onnx?.session()) ? 'onnxruntime' : backend.name;
-    const anchor = await runAnchor(extractor, onnxDir);
-
-    const training = labeledSet(lists, warm.b, 'training');
-    const s0 = performance.now();
-    const sc0 = process.cpuUsage();
-    await trainHead(training, labeledSet(lists, warm.b, 'validation'), lists.classes.length, warm.b.size, {
-      steps: f.how_many_training_steps,
-      learningRate: 0.01,
-      trainBatchSize: f.train_batch_size,
-      validationBatchSize: 100,
-      // retrain.py's default interval, so evaluation cost is part of the figure.
-      evalStepInterval: 10,
-      seed: 0,
-      log: silentLogger,
-    }).then((r) => r.head.dispose());
-    const trainS = (performance.now() - s0) / 1000;
-    const trainCpuS = cpuMs(process.cpuUsage(sc0)) / 1000;
-    extractor.dispose();
-    const peakRssMb = process.resourceUsage().maxRSS / 1024;
-
-    // A second run as a user starts it: a new process, every bottleneck cached.
-    const summary = path.join(tmp, 'summary.json');
-    const r0 = performance.now();
-    const run = spawnSync(
-      process.execPath,
-      [
-        path.join(ROOT, 'bin', 'retrain.js'),
-        ...['--image_dir', f.image_dir, '--tfhub_module', f.tfhub_module, '--bottleneck_dir', bottleneckDir, '--backend', f.backend],
-        ...['--how_many_training_steps', '1', '--output_graph', path.join(tmp, 'out'), '--output_labels', path.join(tmp, 'labels.txt')],
-        ...['--summary_json', summary, '--module_cache_dir', path.join(tmp, 'modules')],
-      ],
-      { encoding: 'utf8' },
-    );
-    const runWallS = (performance.now() - r0) / 1000;
-    if (run.status !== 0) throw new Error(`second run failed: ${run.stderr}`);
-    const s = JSON.parse(fs.readFileSync(summary, 'utf8')) as { timings_s: Record<string, number>; bottlenecks: { computed: number } };
-    const after = ['training', 'testing', 'export'].reduce((sum, k) => sum + (s.timings_s[k] ?? 0), 0);
+    const results: ModuleResult[] = [];
+    let training: Awaited<ReturnType<typeof timeTraining>> | { skipped: string } | { error: string } = { skipped: 'no engine computed bottlenecks' };
+    let secondRun: Awaited<ReturnType<typeof timeSecondRun>> | { skipped: string } = { skipped: 'no engine computed bottlenecks' };
+    for (const [m, module] of modules.entries()) {
+      const { result, extractor, bottleneckDir } = await benchModule(module, lists, filesList, tmp, m);
+      results.push(result);
+      // Once per run, on the first module an engine ran: these are tfjs and the CLI, not the module's engine.
+      if (extractor && bottleneckDir && 'skipped' in training) {
+        if (f.how_many_training_steps > 0) {
+          say(`${module}: head training, ${f.how_many_training_steps} steps`);
+          training = await timeTraining(lists, extractor, bottleneckDir).catch((err: unknown) => ({ error: errorMessage(err) }));
+        } else training = { skipped: '--how_many_training_steps 0' };
+        if (f.no_second_run) secondRun = { skipped: '--no_second_run' };
+        else {
+          say(`${module}: second retrain run, bottlenecks cached`);
+          secondRun = await timeSecondRun(module, bottleneckDir, tmp);
+        }
+      }
+      extractor?.dispose();
+    }
 
     const out = {
-      module: f.tfhub_module,
-      format: extractor.info.format,
-      fused: extractor.kind === 'layers' ? extractor.fused : null,
-      images: n,
-      backend: backend.name,
-      engine,
-      workers: cold.b.workers ?? 0,
-      cores: os.availableParallelism(),
+      image_dir: imageDir,
+      images: files.length,
       bottleneck_batch_size: f.bottleneck_batch_size,
-      module_load_s: round(moduleLoadS, 2),
-      cold_ms_per_image: round(cold.wallMs / n),
-      cold_cpu_ms_per_image: round(cold.cpuMs / n),
-      warm_ms_per_image: round(warm.wallMs / n, 2),
-      train_steps: f.how_many_training_steps,
-      train_batch_size: f.train_batch_size,
-      train_s: round(trainS, 2),
-      train_steps_per_s: round(f.how_many_training_steps / trainS),
-      train_cpu_s: round(trainCpuS, 2),
-      second_run_first_step_s: round(runWallS - after, 2),
-      second_run_computed: s.bottlenecks.computed,
-      second_run_timings_s: s.timings_s,
-      peak_rss_mb: Math.round(peakRssMb),
-      anchor_cold_ms_per_image: anchor.cold_ms_per_image,
-      anchor_warm_ms_per_image: anchor.warm_ms_per_image,
-      cold_ratio_to_anchor: round(cold.wallMs / n / anchor.cold_ms_per_image, 2),
-      load_average_before: round(loadBefore, 2),
-      load_average_after: round(os.loadavg()[0]!, 2),
+      num_workers: f.num_workers ?? null,
+      machine: { cores: os.availableParallelism(), cpu_model: os.cpus()[0]?.model ?? null, memory_gb: round(os.totalmem() / 2 ** 30, 1), platform: `${os.platform()} ${os.arch()}`, node: process.version },
+      load_average_before: loadBefore,
+      load_average_after: loadavg(),
+      modules: results,
+      head_training: { tfjs_backend: backend.name, ...training },
+      second_run: secondRun,
     };
-    process.stdout.write(JSON.stringify(out) + '\n');
+    const t = out.head_training;
+    const s = out.second_run;
+    printTable(results, [
+      '',
+      'steps' in t ? `head training (tfjs ${t.tfjs_backend}, ${t.module}): ${t.steps} steps, batch ${t.train_batch_size}, ${t.shape}: ${t.s} s (${t.steps_per_s} steps/s, ${t.cpu_s} CPU s)` : `head training: ${'error' in t ? `error: ${t.error}` : `skipped: ${t.skipped}`}`,
+      'first_step_s' in s ? `second retrain run (${s.module}), ${s.computed} bottlenecks computed: first training step after ${s.first_step_s} s` : `second retrain run: ${'error' in s ? `error: ${s.error}` : `skipped: ${s.skipped}`}`,
+      `machine: ${out.machine.cores} cores, ${out.machine.cpu_model}; load average ${loadBefore.join(' ')} → ${out.load_average_after.join(' ')}`,
+    ]);
+    process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+    // Skipped engines are expected; an engine that failed is not.
+    const failed = results.some((r) => r.error || 'error' in r.anchor || r.engines.some((e) => 'error' in e)) || 'error' in training || 'error' in secondRun;
+    return failed ? 1 : 0;
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 }
 
-await main();
+process.exitCode = await main();

@@ -26,6 +26,9 @@ async function both(extractor: FeatureExtractor, name: string): Promise<void> {
   const pooled = await cacheBottlenecks(lists, extractor, { bottleneckDir: path.join(root, `${name}-2`), batchSize: 5, numWorkers: 2, log });
   assert.equal(pooled.workers, 2);
   assert.ok(log.lines.some((l) => /2 worker threads/.test(l)));
+  // What --summary_json records: the workers run the main thread's tfjs backend.
+  assert.deepEqual(pooled.engine, { name: 'cpu', workers: 2 });
+  assert.deepEqual(inProcess.engine, { name: 'cpu', workers: 0 });
   assert.equal(pooled.computed, 42);
   assert.equal(inProcess.computed, 42);
   for (const [file, want] of inProcess.values) {
@@ -81,6 +84,7 @@ test('workers that cannot load the same module leave the work to the main thread
   const log = new MemoryLogger();
   const got = await cacheBottlenecks(lists, extractor, { bottleneckDir: path.join(root, 'changing-2'), batchSize: 5, numWorkers: 2, log });
   assert.equal(got.workers, 0);
+  assert.deepEqual(got.engine, { name: 'cpu', workers: 0 });
   assert.ok(log.lines.some((l) => /module id differs.*main thread/.test(l)), log.lines.join('\n'));
   for (const [file, values] of want.values) assert.deepEqual(got.values.get(file), values);
   extractor.dispose();

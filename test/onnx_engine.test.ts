@@ -36,7 +36,13 @@ async function setup(kind: 'layers' | 'graph' | 'unsupported') {
     const { bottlenecks: b } = JSON.parse(fs.readFileSync(path.join(root, 'summary.json'), 'utf8')) as { bottlenecks: { computed: number; cached: number } };
     return { computed: b.computed, cached: b.cached };
   };
-  return { root, args, computed };
+  /** The summary's record of what ran the module, and the report's line for it. */
+  const engine = () => {
+    const { bottlenecks: b } = JSON.parse(fs.readFileSync(path.join(root, 'summary.json'), 'utf8')) as { bottlenecks: { engine?: { name: string; threads?: number; workers?: number } } };
+    const html = fs.readFileSync(path.join(root, 'report.html'), 'utf8');
+    return { summary: b.engine, report: /<th scope="row">module engine<\/th><td>([^<]*)<\/td>/.exec(html)?.[1] };
+  };
+  return { root, args, computed, engine };
 }
 
 /** UpSampling2D is outside the converter's op set; tfjs runs it. */
@@ -114,14 +120,23 @@ test('one bottleneck cache serves every engine: wasm ↔ onnxruntime reuse it, a
   const wasm = runCli('retrain', s.args('wasm', 'bn-wasm'));
   assert.equal(wasm.status, 0, wasm.stderr);
   assert.deepEqual(s.computed(), { computed: 18, cached: 0 });
+  // The summary and the report say which engine ran the module: here the wasm worker pool.
+  const workers = Number(/Running the module in (\d+) worker thread/.exec(wasm.stderr)?.[1]);
+  assert.ok(workers >= 1, wasm.stderr);
+  assert.deepEqual(s.engine(), { summary: { name: 'wasm', workers }, report: `wasm, ${workers} worker thread${workers === 1 ? '' : 's'}` });
   const reuse = runCli('retrain', s.args('onnxruntime', 'bn-wasm'));
   assert.equal(reuse.status, 0, reuse.stderr);
   assert.deepEqual(s.computed(), { computed: 0, cached: 18 });
+  // Every bottleneck cached: the module did not run, and nothing claims it did.
+  assert.deepEqual(s.engine(), { summary: undefined, report: '– (every bottleneck was cached)' });
   // onnxruntime first, then wasm reuses its cache.
   const ort = runCli('retrain', s.args('onnxruntime', 'bn-ort'));
   assert.equal(ort.status, 0, ort.stderr);
   assert.match(ort.stderr, ENGINE_LINE);
   assert.deepEqual(s.computed(), { computed: 18, cached: 0 });
+  const threads = Number(/Module forward pass on onnxruntime \((\d+) threads?\)/.exec(ort.stderr)?.[1]);
+  assert.ok(threads >= 1, ort.stderr);
+  assert.deepEqual(s.engine(), { summary: { name: 'onnxruntime', threads }, report: `onnxruntime, ${threads} thread${threads === 1 ? '' : 's'}` });
   const back = runCli('retrain', s.args('wasm', 'bn-ort'));
   assert.equal(back.status, 0, back.stderr);
   assert.deepEqual(s.computed(), { computed: 0, cached: 18 });

@@ -21,6 +21,21 @@ export interface ComputeOptions<J extends ComputeJob = ComputeJob> {
   log: Logger;
 }
 
+/** The engine that ran the module's forward pass, as the run summary records it. */
+export interface ModuleEngine {
+  /** `onnxruntime`, or the tfjs backend (`wasm`, `tensorflow`, `cpu`). */
+  name: string;
+  /** ONNX Runtime's intra-op threads. */
+  threads?: number;
+  /** tfjs worker threads (0: the main thread). */
+  workers?: number;
+}
+
+export function describeEngine(e: ExtractEngine): ModuleEngine {
+  // ORT's threads are its own intra-op pool; tfjs' are worker_threads, each with a copy of the module.
+  return e.name === 'onnxruntime' ? { name: e.name, threads: e.workers } : { name: e.name, workers: e.workers };
+}
+
 export interface ComputeJob {
   file: string;
 }
@@ -36,7 +51,7 @@ export async function computeBottlenecks<J extends ComputeJob>(
   opts: ComputeOptions<J>,
   done: (job: J, values: Float32Array) => void,
   failed: (file: string, reason: string, cause?: unknown) => void,
-): Promise<{ workers: number }> {
+): Promise<{ workers: number; engine?: ModuleEngine }> {
   const batchSize = Math.max(1, opts.batchSize);
   const { inputSpec, info } = extractor;
   const pixels = inputSpec.height * inputSpec.width * 3;
@@ -90,7 +105,7 @@ export async function computeBottlenecks<J extends ComputeJob>(
     const tasks = batches.map((b) => inFlight(() => runBatch(b)));
     // Fail fast: the first error stops the run (--strict, a dead worker).
     await Promise.all(tasks);
-    return { workers: engine?.workers ?? 0 };
+    return { workers: engine?.workers ?? 0, engine: engine && describeEngine(engine) };
   } finally {
     inFlight.clearQueue();
     await (engine ?? (await starting.catch(() => undefined)))?.dispose();

@@ -15,11 +15,13 @@ import type { FeatureExtractor } from '../module/index.js';
 import { throwIfInterrupted } from '../util/abort.js';
 import { writeAtomic } from '../util/fsutil.js';
 import { removeStaleTemps } from './cleanup.js';
-import { computeBottlenecks } from './compute.js';
+import { computeBottlenecks, type ModuleEngine } from './compute.js';
 import { boundedName, cacheRelativePath, decodeBottleneck, encodeBottleneck, type ImageStamp } from './format.js';
 import { sizeProblem } from '../image/index.js';
 import { fsPath, readFailure } from '../util/fsname.js';
 import { inShard, type Shard } from './shard.js';
+
+export type { ModuleEngine } from './compute.js';
 
 export interface BottleneckOptions {
   bottleneckDir: string;
@@ -61,6 +63,8 @@ export interface Bottlenecks {
   failed: FailedImage[];
   /** Worker threads that computed bottlenecks (0: main thread or nothing to compute). */
   workers?: number;
+  /** What ran the module for the computed ones (absent when nothing was computed). */
+  engine?: ModuleEngine;
   /** Each usable image's stamp (size, mtime, sha256 of its bytes), as checked against the cache. */
   stamps: Map<string, ImageStamp>;
 }
@@ -159,7 +163,7 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
   const pendingWrites: Promise<void>[] = [];
   let lastReported = 0;
   let writeError: unknown;
-  const { workers } = await computeBottlenecks(
+  const { workers, engine } = await computeBottlenecks(
     todo.map((job) => ({ ...job, file: job.ref.file })),
     extractor,
     {
@@ -183,6 +187,7 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
     fail,
   );
   result.workers = workers;
+  result.engine = engine;
   // Files already computed are kept: a rerun then computes only the rest.
   await Promise.all(pendingWrites);
   if (writeError) throw writeError;
@@ -199,6 +204,8 @@ export interface BottleneckSection {
   computed: number;
   cached: number;
   failed: FailedImage[];
+  /** What ran the module's forward pass; absent when every bottleneck was cached (the module did not run). */
+  engine?: ModuleEngine;
 }
 
 /** What the bottleneck step reads of the run's options (the flags of the same names). */
@@ -233,7 +240,7 @@ export async function cacheAllBottlenecks(
     shard: o.shardCount > 1 ? { index: o.shardIndex, count: o.shardCount } : undefined,
     log,
   });
-  const { computed, cached, failed } = bottlenecks;
+  const { computed, cached, failed, engine } = bottlenecks;
   log.info(`Bottlenecks: ${computed} computed, ${cached} cached, ${failed.length} failed`);
-  return { bottlenecks, section: { computed, cached, failed } };
+  return { bottlenecks, section: { computed, cached, failed, ...(engine && { engine }) } };
 }

@@ -19,6 +19,8 @@ import type { OnnxSession } from './onnx/index.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
 
 export interface ExtractEngine {
+  /** What runs the forward pass, for the run summary: `onnxruntime`, or the tfjs backend (`wasm`, `tensorflow`, `cpu`). */
+  name: string;
   /** Batches that can usefully be in flight at once. */
   concurrency: number;
   /** Threads that run inference (0: the main thread). */
@@ -31,6 +33,7 @@ export interface ExtractEngine {
 export function inProcessEngine(extractor: FeatureExtractor): ExtractEngine {
   const { height, width } = extractor.inputSpec;
   return {
+    name: tf.getBackend(),
     concurrency: 1,
     workers: 0,
     async extractBatch(input, n) {
@@ -136,6 +139,8 @@ export async function startWorkerPool(info: ModuleInfo, opts: PoolOptions): Prom
     throw err;
   }
   return {
+    // Workers run the main thread's backend (workerBackend).
+    name: tf.getBackend(),
     // One batch running and one queued per worker keeps each busy while results travel back.
     concurrency: pool.length * 2,
     workers: pool.length,
@@ -154,6 +159,7 @@ export async function startWorkerPool(info: ModuleInfo, opts: PoolOptions): Prom
 export function onnxEngine(session: OnnxSession, height: number, width: number): ExtractEngine {
   let last: Promise<unknown> = Promise.resolve();
   return {
+    name: 'onnxruntime',
     // One batch running and one decoded, waiting for it.
     concurrency: 2,
     workers: session.threads,

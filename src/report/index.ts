@@ -7,6 +7,7 @@ import path from 'node:path';
 import escapeHtml from 'escape-html';
 import { stringify } from 'csv-stringify/sync';
 import { checkCsv, type DatasetCheckSummary } from '../check/index.js';
+import type { ModuleEngine } from '../bottleneck/index.js';
 import type { RunSummary } from '../summary/index.js';
 import { writeAtomic } from '../util/fsutil.js';
 import { lineChart } from './chart.js';
@@ -38,6 +39,14 @@ const num = (v: number | null) => (v === null ? '' : v.toFixed(4));
 /** A value as a POSIX shell would need it typed. */
 function shellQuote(v: string): string {
   return /^[A-Za-z0-9_./,:=+-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`;
+}
+
+/** e.g. `onnxruntime, 2 threads` or `wasm, 2 worker threads`; a fully cached run did not run the module. */
+function engineText(e: ModuleEngine | undefined): string {
+  if (!e) return '– (every bottleneck was cached)';
+  const n = (k: number, what: string) => `${k} ${what}${k === 1 ? '' : 's'}`;
+  if (e.threads !== undefined) return `${e.name}, ${n(e.threads, 'thread')}`;
+  return e.workers ? `${e.name}, ${n(e.workers, 'worker thread')}` : `${e.name}, main thread`;
 }
 
 function matrixTable(ev: Evaluation): string {
@@ -144,6 +153,7 @@ export async function buildReportHtml(input: ReportInput): Promise<{ html: strin
     ['module input', mod ? `${mod.input_size.join('x')} in [${mod.input_range.join(', ')}]` : '–'],
     ['backend', s.backend],
     ['bottlenecks', `${s.bottlenecks.computed} computed, ${s.bottlenecks.cached} cached, ${failed.length} failed`],
+    ['module engine', engineText(s.bottlenecks.engine)],
   ];
   const timings = Object.entries(s.timings_s).map(([k, v]) => [k, `${v.toFixed(2)} s`] as [string, string]);
   const given = input.flags.filter((f) => f.given);
