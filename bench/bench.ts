@@ -71,7 +71,7 @@ function labeledSet(lists: ImageLists, b: Bottlenecks, category: 'training' | 'v
 
 /** The anchor over the same images, in its own process, on the module's ONNX conversion. */
 async function runAnchor(extractor: Awaited<ReturnType<typeof loadFeatureExtractor>>, onnxDir: string): Promise<EngineFigures> {
-  if (extractor.kind === 'saved-model') throw new Error('the anchor needs a TF.js module');
+  if (extractor.kind === 'saved-model' || extractor.kind === 'onnx') throw new Error('the anchor needs a TF.js module');
   const { info, files } = extractor;
   const model = await loadOrConvertOnnx(onnxDir, info.id, () => convertModule(files, { bottleneck: info.bottleneckTensor, height: info.inputHeight, width: info.inputWidth }));
   const args = [path.join(ROOT, 'dist', 'bench', 'anchor.js'), '--model', model.path, '--image_dir', f.image_dir, '--size', String(info.inputHeight)];
