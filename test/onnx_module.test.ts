@@ -200,6 +200,15 @@ test('fresh distortions run through the .onnx module; its .onnx export classifie
     assert.equal(d.predictions[0]!.label, test.predictions[i]!.predicted_label);
     assert.ok(Math.abs(d.predictions[0]!.score - test.predictions[i]!.score) < 1e-4);
   });
+  // Flags override the stored normalisation, per channel: the same values give the same scores, others do not.
+  const scoresWith = (extra: string[]) => {
+    const run = runCli('label-image', ['--graph', out, '--json', '--top_k', '3', '--image', test.predictions[0]!.file, ...extra]);
+    assert.equal(run.status, 0, run.stderr);
+    return (JSON.parse(run.stdout) as Array<{ predictions: Array<{ label: string; score: number }> }>)[0]!.predictions.map((p) => `${p.label} ${p.score.toFixed(5)}`);
+  };
+  const stored = scoresWith([]);
+  assert.deepEqual(scoresWith(['--input_mean', '127.5,127.5,127.5', '--input_std', '127.5']), stored);
+  assert.notDeepEqual(scoresWith(['--input_mean', '0,50,100', '--input_std', '255,255,255']), stored);
 });
 
 /** The built-in module's ONNX conversion (NHWC, values in `range`) behind torchvision's input: NCHW, dynamic size, (p/255 - m)/s. */

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { RetrainError, UsageError, errorMessage } from '../errors.js';
-import { perChannel, type Channels, type InputSpec } from '../image/index.js';
+import { normalisedSpan, type Channels, type InputSpec } from '../image/index.js';
 import type { Logger } from '../log.js';
 import { locateModelJson, modelFormat, readModelFiles, weightBytes, type LoadedModelFiles } from '../module/io.js';
 import type { InputSignature, OnnxSession } from '../module/onnx/index.js';
@@ -191,11 +191,8 @@ function classifierOnnx(files: LoadedModelFiles, output: string, spec: InputSpec
     .update(weightBytes(files.artifacts))
     .update(JSON.stringify({ output, height, width }))
     .digest('hex');
-  const mean = perChannel(spec.mean);
-  const std = perChannel(spec.std);
   // The probe's inputs only need to lie where real ones do.
-  const ends = mean.flatMap((m, c) => [(0 - m) / std[c]!, (255 - m) / std[c]!]);
-  const range: [number, number] = [Math.min(...ends), Math.max(...ends)];
+  const range = normalisedSpan(spec.mean, spec.std);
   const ref = { id, bottleneckTensor: output, inputHeight: height, inputWidth: width, inputRange: range };
   return onnxForward(ref, files, run, { cacheDir: o.cacheDir }, o.log, 'Classifier');
 }

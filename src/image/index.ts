@@ -39,6 +39,13 @@ export function rangeToMeanStd(range: readonly [number, number]): { mean: number
   return { mean: -min * std, std };
 }
 
+/** The values `(pixel - mean) / std` takes over pixels 0..255, across channels. */
+export function normalisedSpan(mean: number | Channels, std: number | Channels): [number, number] {
+  const sd = perChannel(std);
+  const ends = perChannel(mean).flatMap((m, c) => [(0 - m) / sd[c]!, (255 - m) / sd[c]!]);
+  return [Math.min(...ends), Math.max(...ends)];
+}
+
 /** Larger files are refused before reading: no photo is this big, and a sparse 2 GB ".jpg" must not fill memory. */
 export const MAX_IMAGE_BYTES = 256 * 1024 * 1024;
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { RetrainError, UsageError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { MAX_INPUT_SIDE, rangeToMeanStd, type Channels, type InputSpec } from '../image/index.js';
+import { MAX_INPUT_SIDE, normalisedSpan, rangeToMeanStd, type Channels, type InputSpec } from '../image/index.js';
 import { activeBackend, wantsOnnxRuntime, type BackendChoice } from '../backend.js';
 import { locateModelJson, modelFormat, readModelFiles, type LoadedModelFiles } from './io.js';
 import { downloadModule, isModuleUrl } from './download.js';
@@ -18,7 +18,7 @@ import { declaredVectorSize, layersForward, type FusedMode } from './fused.js';
 import { BUILTIN_MODULE, resolveNamedModule } from './catalog.js';
 import { onnxForward, type OnnxForward, type OnnxForwardOptions } from './onnx_forward.js';
 import type { Layout, OnnxSignature } from './onnx/signature.js';
-import { isOnnxModulePath, normalisedSpan, onnxModuleForward, onnxModuleId, onnxNormalisation, readOnnxModule } from './onnx_module.js';
+import { isOnnxModulePath, onnxModuleForward, onnxModuleId, onnxNormalisation, readOnnxModule } from './onnx_module.js';
 
 export { isOnnxModulePath } from './onnx_module.js';
 
@@ -219,7 +219,7 @@ function meanStdAsRange(opts: ModuleOptions): ModuleOptions {
   if (!same(mean) || !same(std)) {
     throw new UsageError(`--input_mean/--input_std with per-channel values work for .onnx modules only, and ${opts.spec} is a TF.js module: give one value each, or --input_range`);
   }
-  return { ...opts, inputRange: [(0 - mean[0]!) / std[0]!, (255 - mean[0]!) / std[0]!].sort((a, b) => a - b) as [number, number] };
+  return { ...opts, inputRange: normalisedSpan(mean[0]!, std[0]!) };
 }
 
 export async function loadFeatureExtractor(opts: ModuleOptions): Promise<FeatureExtractor> {
@@ -367,7 +367,7 @@ async function loadOnnxModule(opts: ModuleOptions): Promise<OnnxExtractor> {
       path: file,
       inputHeight: h,
       inputWidth: w,
-      inputRange: normalisedSpan(norm),
+      inputRange: normalisedSpan(norm.mean, norm.std),
       inputLayout: sig.layout,
       inputMean: norm.mean,
       inputStd: norm.std,

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { RetrainError, UsageError, errorMessage } from '../errors.js';
-import { perChannel, type Channels } from '../image/index.js';
+import { perChannel, rangeToMeanStd, type Channels } from '../image/index.js';
 import type { Logger } from '../log.js';
 import type { OnnxSession } from './onnx/session.js';
 import type { OnnxSignature } from './onnx/signature.js';
@@ -31,21 +31,14 @@ export interface OnnxModuleFlags {
   inputRange?: [number, number];
 }
 
-/** The values `(pixel - mean) / std` spans over pixels 0..255, across channels. */
-export function normalisedSpan(n: Normalisation): [number, number] {
-  const ends = n.mean.flatMap((m, c) => [(0 - m) / n.std[c]!, (255 - m) / n.std[c]!]);
-  return [Math.min(...ends), Math.max(...ends)];
-}
-
 const channelsOf = (v: number[]): Channels => (v.length === 3 ? [v[0]!, v[1]!, v[2]!] : perChannel(v[0]!));
 
 /** --input_mean/--input_std, else --input_range, else [0, 1] (pixel/255), which the log states. */
 export function onnxNormalisation(o: OnnxModuleFlags, log: Logger): Normalisation {
   if (o.inputMean && o.inputStd) return { mean: channelsOf(o.inputMean), std: channelsOf(o.inputStd) };
   if (o.inputRange) {
-    const [min, max] = o.inputRange;
-    const std = 255 / (max - min);
-    return { mean: perChannel(-min * std), std: perChannel(std) };
+    const { mean, std } = rangeToMeanStd(o.inputRange);
+    return { mean: perChannel(mean), std: perChannel(std) };
   }
   log.info(
     `Normalisation for ${o.spec}: input = pixel / 255, in [0, 1] (the default for .onnx modules); ` +
