@@ -177,6 +177,18 @@ test('usage errors of .onnx modules and the normalisation flags: exit 2, one lin
   }
 });
 
+test('a model onnxruntime cannot run on the images: one line naming the module, exit 1', async () => {
+  const s = setup('broken');
+  const images = await solidImages(path.join(s.root, 'images'), 2);
+  // Declares 5 features but reshapes 3 values into them: it loads, and fails on the first batch.
+  const broken = path.join(s.root, 'broken.onnx');
+  fs.writeFileSync(broken, channelMeanModel('NHWC', ['N', 8, 8, 3], ['N', 5, 1, 1]));
+  const r = runCli('retrain', s.args(images, broken, ['--bottlenecks_only']));
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /^retrain: error: --tfhub_module \S+broken\.onnx fails on onnxruntime with \d+ 8x8 images? \(NHWC\): .*Reshape/m);
+  assert.equal(oneErrorLine(r.stderr).length, 1, r.stderr);
+});
+
 test('fresh distortions run through the .onnx module; its .onnx export classifies in label-image like retrain', async () => {
   const s = setup('distort');
   const images = await solidImages(path.join(s.root, 'images'), 6);

@@ -20,8 +20,6 @@ import { onnxForward, type OnnxForward, type OnnxForwardOptions } from './onnx_f
 import type { Layout, OnnxSignature } from './onnx/signature.js';
 import { isOnnxModulePath, onnxModuleForward, onnxModuleId, onnxNormalisation, readOnnxModule } from './onnx_module.js';
 
-export { isOnnxModulePath } from './onnx_module.js';
-
 /** Shipped in the package: a run without --tfhub_module needs no network. */
 export const DEFAULT_MODULE = BUILTIN_MODULE;
 

@@ -88,7 +88,16 @@ export function onnxModuleForward(spec: string, bytes: Uint8Array, sig: OnnxSign
       throw new RetrainError(`ONNX Runtime cannot load --tfhub_module ${spec}: ${errorMessage(err).split('\n')[0]}`, 1, { cause: err });
     }
     log.info(`Module forward pass on onnxruntime (${session.threads} thread${session.threads === 1 ? '' : 's'}), ${sig.layout} input`);
-    return session;
+    // A model that loads but cannot run these inputs (an op ORT lacks, a size it rejects) names itself.
+    const run = session.run.bind(session);
+    return {
+      ...session,
+      run: (batch, n, h, w) =>
+        run(batch, n, h, w).catch((err: unknown) => {
+          throw new RetrainError(`--tfhub_module ${spec} fails on onnxruntime with ${n} ${h}x${w} image${n === 1 ? '' : 's'} (${sig.layout}): ${errorMessage(err).split('\n')[0]}`, 1, { cause: err });
+        }),
+      dispose: () => session.dispose(),
+    };
   };
   return {
     session: () => (opening ??= open()),
