@@ -177,6 +177,22 @@ test('usage errors of .onnx modules and the normalisation flags: exit 2, one lin
   }
 });
 
+test('TF.js modules: one --input_mean/--input_std value each is --input_range by another name (same module id, cache reused)', async () => {
+  const s = setup('tfjs');
+  const images = await solidImages(path.join(s.root, 'images'), 2);
+  const graph = makeGraphModel(path.join(s.root, 'tfjs'));
+  const summary = path.join(s.root, 'summary.json');
+  const counts = (extra: string[]) => {
+    const r = runCli('retrain', s.args(images, graph, ['--bottlenecks_only', '--summary_json', summary, ...extra]));
+    assert.equal(r.status, 0, r.stderr);
+    const b = (JSON.parse(fs.readFileSync(summary, 'utf8')) as { bottlenecks: { computed: number; cached: number } }).bottlenecks;
+    return [b.computed, b.cached];
+  };
+  assert.deepEqual(counts(['--input_range', '-1,1']), [6, 0]);
+  assert.deepEqual(counts(['--input_mean', '127.5', '--input_std', '127.5']), [0, 6]);
+  assert.deepEqual(counts(['--input_mean', '0', '--input_std', '255']), [6, 0]);
+});
+
 test('a model onnxruntime cannot run on the images: one line naming the module, exit 1', async () => {
   const s = setup('broken');
   const images = await solidImages(path.join(s.root, 'images'), 2);
