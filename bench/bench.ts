@@ -188,6 +188,8 @@ async function benchModule(module: string, lists: ImageLists, filesList: string,
   // Converted here, into the cache the onnxruntime engine reads: its cold figure is a run
   // with the conversion cached (the first run with a module pays convert_s once more).
   if (extractor.kind === 'saved-model') result.anchor = { skipped: 'a SavedModel has no ONNX conversion' };
+  // The anchor feeds NHWC in the module's range; an .onnx module may want NCHW or per-channel values.
+  else if (extractor.kind === 'onnx') result.anchor = { skipped: 'the anchor runs converted TF.js modules' };
   else {
     try {
       const t0 = performance.now();

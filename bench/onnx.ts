@@ -23,7 +23,7 @@ import { imageFiles, round, timePasses, type EngineFigures } from './anchor.js';
 
 /** The TF.js files of a module the converter reads; a SavedModel has none. */
 function tfjsFiles(fe: FeatureExtractor) {
-  if (fe.kind === 'saved-model') throw new Error(`${fe.info.spec} is a SavedModel, not a TF.js model`);
+  if (fe.kind === 'saved-model' || fe.kind === 'onnx') throw new Error(`${fe.info.spec} is a ${fe.info.format}, not a TF.js model`);
   return fe.files;
 }
 

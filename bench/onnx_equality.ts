@@ -22,7 +22,7 @@ import { createOnnxSession } from '../src/module/onnx/session.js';
 
 /** The TF.js files of a module the converter reads; a SavedModel has none. */
 function tfjsFiles(fe: FeatureExtractor) {
-  if (fe.kind === 'saved-model') throw new Error(`${fe.info.spec} is a SavedModel, not a TF.js model`);
+  if (fe.kind === 'saved-model' || fe.kind === 'onnx') throw new Error(`${fe.info.spec} is a ${fe.info.format}, not a TF.js model`);
   return fe.files;
 }
 

@@ -10,10 +10,10 @@ import { cacheAllBottlenecks } from './bottleneck/index.js';
 import { distortedTraining } from './bottleneck/distorted.js';
 import { labeledSets, type LabeledSets } from './bottleneck/sets.js';
 import { findImages, splitSection, type ImageLists } from './dataset/index.js';
-import { RetrainError } from './errors.js';
+import { RetrainError, UsageError } from './errors.js';
 import { exportIntermediate, exportRetrained } from './export/stage.js';
 import { checkOutputPaths } from './export/outputs.js';
-import { checkOnnxExport } from './export/onnx.js';
+import { checkOnnxExport, isOnnxPath } from './export/onnx.js';
 import { checkTensorFlowExport } from './export/tf.js';
 import { fineTunableLayers } from './finetune/index.js';
 import { fineTuneStage } from './finetune/stage.js';
@@ -136,9 +136,20 @@ async function trainAndExport(
 
 /** Refuses what cannot be done (fine-tuning, a TensorFlow export) before any time goes into bottlenecks. */
 function refuseUnsupportedRequests(extractor: FeatureExtractor, o: RetrainOptions): void {
+  if (extractor.kind === 'onnx') refuseForOnnxModule(extractor.info.spec, o);
   if (o.fineTuneLayers > 0) fineTunableLayers(extractor, o.fineTuneLayers);
   checkTensorFlowExport(extractor.info, o);
   checkOnnxExport(extractor, o);
+}
+
+/** An .onnx module runs on onnxruntime only: no fine-tuning, and ONNX is the one format it can be exported to. */
+function refuseForOnnxModule(spec: string, o: RetrainOptions): void {
+  if (o.fineTuneLayers > 0) throw new UsageError(`--fine_tune_layers ${o.fineTuneLayers}: ${spec} is an .onnx module, which runs on onnxruntime and cannot be fine-tuned; drop --fine_tune_layers`);
+  if (o.bottlenecksOnly || o.checkDataset) return;
+  if (o.savedModelDir) throw new UsageError(`--saved_model_dir ${o.savedModelDir}: with the .onnx module ${spec} the model is exported as ONNX only; drop --saved_model_dir`);
+  if (!isOnnxPath(o.outputGraph)) {
+    throw new UsageError(`--output_graph ${o.outputGraph}: with the .onnx module ${spec} the model is exported as ONNX only; give a .onnx file, e.g. --output_graph /tmp/output_graph.onnx`);
+  }
 }
 
 /** Every class needs a training image; images whose bottleneck failed are already left out. */

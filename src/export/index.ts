@@ -37,6 +37,8 @@ async function writeTfjs(ex: FeatureExtractor, head: HeadValues, opts: ExportOpt
       return exportGraph(ex, head, opts);
     case 'saved-model':
       throw new RetrainError(`a ${ex.info.format} module cannot be exported as a TF.js model: use its TF.js version as --tfhub_module`);
+    case 'onnx':
+      throw new RetrainError(`an .onnx module cannot be exported as a TF.js model: give a .onnx --output_graph`);
   }
 }
 

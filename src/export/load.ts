@@ -8,10 +8,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { RetrainError, UsageError, errorMessage } from '../errors.js';
-import type { InputSpec } from '../image/index.js';
+import { normalisedSpan, type Channels, type InputSpec } from '../image/index.js';
 import type { Logger } from '../log.js';
 import { locateModelJson, modelFormat, readModelFiles, weightBytes, type LoadedModelFiles } from '../module/io.js';
-import type { OnnxSession } from '../module/onnx/index.js';
+import type { InputSignature, OnnxSession } from '../module/onnx/index.js';
 import { onnxForward, type OnnxForward } from '../module/onnx_forward.js';
 import { readLabels, type RetrainMetadata } from './metadata.js';
 import { isOnnxPath, readOnnxMetadata } from './onnx.js';
@@ -25,8 +25,9 @@ export interface ClassifierOptions {
   outputLayer?: string;
   inputHeight?: number;
   inputWidth?: number;
-  inputMean?: number;
-  inputStd?: number;
+  /** --input_mean/--input_std: one value, or three per channel (R,G,B). */
+  inputMean?: number | number[];
+  inputStd?: number | number[];
   /** Set: the classifier may run on ONNX Runtime (converted, cached in `cacheDir`, probed against tfjs). */
   onnx?: { cacheDir: string; log: Logger };
 }
@@ -44,6 +45,29 @@ export interface Classifier {
 
 /** label_image.py's defaults, for models that carry no metadata. */
 const LABEL_IMAGE_DEFAULTS = { inputMean: 0, inputStd: 255, inputSize: 299 };
+
+/** One value, or three per channel, as a flag or the metadata gives it; anything else is `where`'s fault. */
+function channelValue(v: number | number[] | undefined, where: string): number | Channels | undefined {
+  if (v === undefined || typeof v === 'number') return v;
+  if (Array.isArray(v) && v.every((x) => typeof x === 'number')) {
+    if (v.length === 1) return v[0]!;
+    if (v.length === 3) return [v[0]!, v[1]!, v[2]!];
+  }
+  throw new RetrainError(`${where} ${JSON.stringify(v)} is not one number or three (R,G,B)`);
+}
+
+/** How the images are fed: flags first, then the model's metadata, then label_image.py's defaults. */
+function feedSpec(opts: ClassifierOptions, meta: RetrainMetadata | undefined, modelSize: [number | undefined, number | undefined]): InputSpec {
+  const spec: InputSpec = {
+    height: opts.inputHeight ?? meta?.inputHeight ?? modelSize[0] ?? LABEL_IMAGE_DEFAULTS.inputSize,
+    width: opts.inputWidth ?? meta?.inputWidth ?? modelSize[1] ?? LABEL_IMAGE_DEFAULTS.inputSize,
+    mean: channelValue(opts.inputMean, '--input_mean') ?? channelValue(meta?.inputMean, `--graph ${opts.graph}: its stored inputMean`) ?? LABEL_IMAGE_DEFAULTS.inputMean,
+    std: channelValue(opts.inputStd, '--input_std') ?? channelValue(meta?.inputStd, `--graph ${opts.graph}: its stored inputStd`) ?? LABEL_IMAGE_DEFAULTS.inputStd,
+  };
+  const stds = typeof spec.std === 'number' ? [spec.std] : spec.std;
+  if (!stds.every((s) => s !== 0 && Number.isFinite(s))) throw new UsageError(`--input_std ${stds.join(',')} must be non-zero numbers`);
+  return spec;
+}
 
 export async function loadClassifier(opts: ClassifierOptions): Promise<Classifier> {
   if (isOnnxPath(opts.graph)) return loadOnnxClassifier(opts);
@@ -90,15 +114,7 @@ export async function loadClassifier(opts: ClassifierOptions): Promise<Classifie
     if (err instanceof RetrainError) throw err;
     throw new RetrainError(`cannot load --graph ${jsonPath}: ${errorMessage(err).split('\n')[0]}`, 1, { cause: err });
   }
-  const height = opts.inputHeight ?? meta?.inputHeight ?? modelSize[0] ?? LABEL_IMAGE_DEFAULTS.inputSize;
-  const width = opts.inputWidth ?? meta?.inputWidth ?? modelSize[1] ?? LABEL_IMAGE_DEFAULTS.inputSize;
-  const spec: InputSpec = {
-    height,
-    width,
-    mean: opts.inputMean ?? meta?.inputMean ?? LABEL_IMAGE_DEFAULTS.inputMean,
-    std: opts.inputStd ?? meta?.inputStd ?? LABEL_IMAGE_DEFAULTS.inputStd,
-  };
-  if (!(spec.std !== 0 && Number.isFinite(spec.std))) throw new UsageError(`--input_std ${spec.std} must be a non-zero number`);
+  const spec = feedSpec(opts, meta, modelSize);
   // The stored labels name final_result's classes, not another --output_layer's values.
   const ownOutput = !opts.outputLayer || opts.outputLayer === meta?.outputName;
   const labels = opts.labels ? readLabels(opts.labels) : ownOutput ? meta?.labels : undefined;
@@ -136,17 +152,20 @@ async function loadOnnxClassifier(opts: ClassifierOptions): Promise<Classifier> 
     if (err instanceof RetrainError) throw err;
     throw new RetrainError(`--graph ${opts.graph} is not an ONNX model: ${errorMessage(err).split('\n')[0]}`, 1, { cause: err });
   }
-  const spec: InputSpec = {
-    height: opts.inputHeight ?? meta?.inputHeight ?? LABEL_IMAGE_DEFAULTS.inputSize,
-    width: opts.inputWidth ?? meta?.inputWidth ?? LABEL_IMAGE_DEFAULTS.inputSize,
-    mean: opts.inputMean ?? meta?.inputMean ?? LABEL_IMAGE_DEFAULTS.inputMean,
-    std: opts.inputStd ?? meta?.inputStd ?? LABEL_IMAGE_DEFAULTS.inputStd,
-  };
-  if (!(spec.std !== 0 && Number.isFinite(spec.std))) throw new UsageError(`--input_std ${spec.std} must be a non-zero number`);
+  // The layout the metadata states, else the one the input's shape shows (any .onnx classifier).
+  const { decodeModel, readInputSignature } = await import('../module/onnx/index.js');
+  let input: InputSignature | undefined;
+  try {
+    input = readInputSignature(decodeModel(bytes));
+  } catch {
+    input = undefined;
+  }
+  const layout = meta?.inputLayout ?? input?.layout ?? 'NHWC';
+  const spec = feedSpec(opts, meta, [input?.height ?? undefined, input?.width ?? undefined]);
   const { createOnnxSession } = await import('../module/onnx/session.js');
   let session: OnnxSession;
   try {
-    session = await createOnnxSession(bytes);
+    session = await createOnnxSession(bytes, { layout, inputName: meta?.inputName ?? input?.inputName, batch: input?.batch });
   } catch (err) {
     throw new RetrainError(`ONNX Runtime cannot load --graph ${opts.graph}: ${errorMessage(err).split('\n')[0]}`, 1, { cause: err });
   }
@@ -172,7 +191,8 @@ function classifierOnnx(files: LoadedModelFiles, output: string, spec: InputSpec
     .update(weightBytes(files.artifacts))
     .update(JSON.stringify({ output, height, width }))
     .digest('hex');
-  const range: [number, number] = [(0 - spec.mean) / spec.std, (255 - spec.mean) / spec.std];
+  // The probe's inputs only need to lie where real ones do.
+  const range = normalisedSpan(spec.mean, spec.std);
   const ref = { id, bottleneckTensor: output, inputHeight: height, inputWidth: width, inputRange: range };
   return onnxForward(ref, files, run, { cacheDir: o.cacheDir }, o.log, 'Classifier');
 }

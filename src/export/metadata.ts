@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import { RetrainError } from '../errors.js';
 import { rangeToMeanStd } from '../image/index.js';
 import type { FeatureExtractor, ModuleInfo } from '../module/index.js';
+import type { Layout } from '../module/onnx/signature.js';
 import { writeAtomic } from '../util/fsutil.js';
 
 /** What a consumer (label-image, a browser app) needs to feed the model; stored in model.json. */
@@ -13,9 +14,11 @@ export interface RetrainMetadata {
   inputHeight: number;
   inputWidth: number;
   inputRange: [number, number];
-  /** `(pixel - inputMean) / inputStd` gives inputRange. */
-  inputMean: number;
-  inputStd: number;
+  /** `(pixel - inputMean) / inputStd` gives inputRange; three values (R,G,B) when per channel. */
+  inputMean: number | number[];
+  inputStd: number | number[];
+  /** The image input's layout (.onnx exports); absent means NHWC. */
+  inputLayout?: Layout;
   labels: string[];
   module: Pick<ModuleInfo, 'spec' | 'name' | 'id' | 'format' | 'bottleneckTensor' | 'bottleneckSize'>;
 }
@@ -47,8 +50,9 @@ export function metadataFor(ex: FeatureExtractor, labels: string[], inputName: s
     inputHeight: info.inputHeight,
     inputWidth: info.inputWidth,
     inputRange: info.inputRange,
-    inputMean: mean,
-    inputStd: std,
+    inputMean: info.inputMean ? [...info.inputMean] : mean,
+    inputStd: info.inputStd ? [...info.inputStd] : std,
+    ...(info.inputLayout && { inputLayout: info.inputLayout }),
     labels,
     module: {
       spec: info.spec,

@@ -28,7 +28,12 @@ export async function exportOnnx(ex: FeatureExtractor, head: HeadValues, opts: {
   const onnx = await import('../module/onnx/index.js');
   const { info } = ex;
   let moduleBytes: Uint8Array;
-  try {
+  let inputName = onnx.INPUT_NAME;
+  if (ex.kind === 'onnx') {
+    // An ONNX module is its own conversion; its input keeps the name (and layout) it was exported with.
+    moduleBytes = ex.bytes;
+    inputName = ex.signature.inputName;
+  } else try {
     const convert = () => onnx.convertModule(ex.files, { bottleneck: info.bottleneckTensor, height: info.inputHeight, width: info.inputWidth });
     moduleBytes = (await onnx.loadOrConvertOnnx(opts.onnxCacheDir, info.id, convert)).bytes;
   } catch (err) {
@@ -37,7 +42,7 @@ export async function exportOnnx(ex: FeatureExtractor, head: HeadValues, opts: {
     }
     throw err;
   }
-  const meta = metadataFor(ex, opts.labels, onnx.INPUT_NAME, onnx.FINAL_TENSOR_NAME);
+  const meta = metadataFor(ex, opts.labels, inputName, onnx.FINAL_TENSOR_NAME);
   await writeAtomic(opts.dir, onnx.appendHead(moduleBytes, head, opts.labels, { [RETRAIN_KEY]: JSON.stringify(meta) }));
 }
 

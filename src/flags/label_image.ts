@@ -3,7 +3,7 @@
  * each is defined; `LabelImageOptions` and the commander options come from here.
  */
 import { BACKENDS } from '../backend.js';
-import { above0, bool, inputSide, choice, custom, filePath, float, int, string, validateOptions, defaultsOf, type OptionsOf } from './table.js';
+import { above0, bool, channels, inputSide, choice, custom, filePath, int, string, validateOptions, defaultsOf, type OptionsOf } from './table.js';
 import { expandHome } from '../util/fsutil.js';
 import { defaultModuleCacheDir } from '../module/download.js';
 
@@ -31,8 +31,8 @@ export const LABEL_IMAGE_FLAGS = {
   }),
   inputHeight: int({ group: G.input, check: inputSide, help: "input height (default: the model's, else 299)" }),
   inputWidth: int({ group: G.input, check: inputSide, help: "input width (default: the model's, else 299)" }),
-  inputMean: float({ group: G.input, help: 'input = (pixel - mean) / std (default: from the model, else 0)' }),
-  inputStd: float({ group: G.input, check: (v) => (v !== 0 ? undefined : 'must be a non-zero number'), help: 'input = (pixel - mean) / std (default: from the model, else 255)' }),
+  inputMean: channels({ group: G.input, help: 'input = (pixel - mean) / std, one value or three per channel R,G,B (default: from the model, else 0)' }),
+  inputStd: channels({ group: G.input, nonZero: true, help: 'input = (pixel - mean) / std, one value or three per channel R,G,B (default: from the model, else 255)' }),
   topK: int({ group: G.output, default: 5, check: above0, help: 'how many classes to print per image' }),
   json: bool({ group: G.output, help: 'print one JSON document instead of lines' }),
   backend: choice(BACKENDS, { group: G.runtime, default: 'auto', help: 'compute backend' }),

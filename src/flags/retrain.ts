@@ -15,6 +15,7 @@ import {
   above0,
   batchOf,
   bool,
+  channels,
   choice,
   custom,
   defaultsOf,
@@ -67,11 +68,13 @@ export const RETRAIN_FLAGS = {
   outlierZ: float({ group: G.images, arg: '<z>', default: CHECK.outlierZ, check: (v) => (v > 0 ? undefined : 'must be a number above 0'), help: 'robust standard deviations below the usual class similarity that make an image an outlier' }),
 
   // Module
-  tfhubModule: string({ group: G.module, arg: '<name-url-or-path>', default: DEFAULT_MODULE, check: moduleNameProblem, help: 'module name (see --list_modules), TF Hub/Kaggle URL of a TF.js image feature-vector model, or a local model folder or model.json' }),
+  tfhubModule: string({ group: G.module, arg: '<name-url-or-path>', default: DEFAULT_MODULE, check: moduleNameProblem, help: 'module name (see --list_modules), TF Hub/Kaggle URL of a TF.js image feature-vector model, a local model folder or model.json, or a local .onnx feature extractor' }),
   listModules: bool({ group: G.module, help: 'print the module names --tfhub_module takes, which is built in and which are downloaded, and exit' }),
   moduleCacheDir: filePath({ group: G.module, arg: '<dir>', default: defaultModuleCacheDir, help: 'where downloaded modules are cached ($TFHUB_CACHE_DIR)' }),
   bottleneckLayer: string({ group: G.module, arg: '<name>', help: 'layer (layers model) or node (graph model) that gives the feature vector' }),
   inputRange: custom({ group: G.module, arg: '<min,max>', parse: (t: string) => parseRange(t), format: (r: [number, number]) => r.join(','), help: "the module's input value range, when its metadata does not say (e.g. 0,1 or -1,1)" }),
+  inputMean: channels({ group: G.module, help: "input = (pixel - mean) / std, instead of --input_range: one value, or three per channel (R,G,B) for .onnx modules (e.g. torchvision's 123.675,116.28,103.53)" }),
+  inputStd: channels({ group: G.module, nonZero: true, help: "input = (pixel - mean) / std, with --input_mean (e.g. torchvision's 58.395,57.12,57.375)" }),
   inputHeight: int({ group: G.module, check: inputSide, help: 'input height, for modules with a dynamic input size' }),
   inputWidth: int({ group: G.module, check: inputSide, help: 'input width, for modules with a dynamic input size' }),
 
@@ -132,6 +135,11 @@ export const RETRAIN_FLAGS = {
 
 /** Rules over several flags; each value on its own is checked by its entry above. */
 const RETRAIN_RULES: ReadonlyArray<CrossCheck<RetrainFlags>> = [
+  (o) =>
+    o.inputRange && (o.inputMean || o.inputStd)
+      ? '--input_range and --input_mean/--input_std both set the normalisation: give one of them'
+      : undefined,
+  (o) => (!o.inputMean !== !o.inputStd ? '--input_mean and --input_std go together: give both (e.g. --input_mean 127.5 --input_std 127.5)' : undefined),
   (o) => (o.checkDataset && o.skipDatasetCheck ? '--check_dataset and --skip_dataset_check contradict each other: give one of them' : undefined),
   (o) => (o.checkDataset && o.bottlenecksOnly ? '--check_dataset and --bottlenecks_only both stop the run early: give one of them' : undefined),
   (o) =>

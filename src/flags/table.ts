@@ -108,6 +108,39 @@ export function custom<T>(s: Spec<T> & { type?: 'string' | 'list'; parse(text: s
   return { type: s.type ?? 'string', ...s } as Flag<T>;
 }
 
+/**
+ * --input_mean/--input_std: one number for every channel, or three (R,G,B) such as
+ * torchvision's ImageNet `123.675,116.28,103.53`. Parsed and checked here only, so
+ * retrain and label-image read them alike.
+ */
+export function parseChannelValues(text: string): number[] {
+  const parts = text.split(',').map((t) => t.trim());
+  const values = parts.map(Number);
+  if ((parts.length !== 1 && parts.length !== 3) || parts.some((t) => t === '') || !values.every(Number.isFinite)) {
+    throw new Error(`needs one number or three comma-separated numbers (R,G,B), got "${text}"`);
+  }
+  return values;
+}
+
+/** A per-channel value flag; `nonZero` for a divisor (--input_std). */
+export function channels(s: Spec<number[]> & { nonZero?: boolean }): Flag<number[] | undefined> {
+  const { nonZero, ...spec } = s;
+  const flag: Flag<number[]> = {
+    type: 'string',
+    arg: '<x|r,g,b>',
+    ...spec,
+    parse: parseChannelValues,
+    format: (v) => v.join(','),
+    check: (v) =>
+      (v.length !== 1 && v.length !== 3) || !v.every(Number.isFinite)
+        ? 'must be one number or three comma-separated numbers (R,G,B)'
+        : nonZero && v.some((x) => x === 0)
+          ? 'must not be 0 (it divides)'
+          : undefined,
+  };
+  return flag as Flag<number[] | undefined>;
+}
+
 /** Every flag's value, defaults filled in, for options that were left out. */
 export function defaultsOf<T extends FlagTable>(table: T): OptionsOf<T> {
   const out: Record<string, unknown> = {};

@@ -10,12 +10,20 @@ export interface RgbImage {
   height: number;
 }
 
-/** How pixels become module input: `(pixel - mean) / std` after resizing to height x width. */
+/** One value per colour channel (R, G, B), e.g. torchvision's ImageNet mean. */
+export type Channels = readonly [number, number, number];
+
+/** How pixels become module input: `(pixel - mean) / std` after resizing to height x width; per channel when given three. */
 export interface InputSpec {
   height: number;
   width: number;
-  mean: number;
-  std: number;
+  mean: number | Channels;
+  std: number | Channels;
+}
+
+/** A scalar as the same value for each channel. */
+export function perChannel(v: number | Channels): Channels {
+  return typeof v === 'number' ? [v, v, v] : v;
 }
 
 /** Decompression-bomb bound: larger images are refused before decoding (about 300 MB of RGB). */
@@ -29,6 +37,13 @@ export function rangeToMeanStd(range: readonly [number, number]): { mean: number
   const [min, max] = range;
   const std = 255 / (max - min);
   return { mean: -min * std, std };
+}
+
+/** The values `(pixel - mean) / std` takes over pixels 0..255, across channels. */
+export function normalisedSpan(mean: number | Channels, std: number | Channels): [number, number] {
+  const sd = perChannel(std);
+  const ends = perChannel(mean).flatMap((m, c) => [(0 - m) / sd[c]!, (255 - m) / sd[c]!]);
+  return [Math.min(...ends), Math.max(...ends)];
 }
 
 /** Larger files are refused before reading: no photo is this big, and a sparse 2 GB ".jpg" must not fill memory. */
@@ -151,8 +166,8 @@ export function resizeWindow(
   img: RgbImage,
   outHeight: number,
   outWidth: number,
-  mean: number,
-  std: number,
+  mean: number | Channels,
+  std: number | Channels,
   win: Window,
   out: Float32Array = new Float32Array(outHeight * outWidth * 3),
 ): Float32Array {
@@ -170,8 +185,10 @@ export function resizeWindow(
     x1[x] = Math.min(left + 1, sw - 1) * 3;
     xl[x] = srcX - Math.floor(srcX);
   }
-  const k = win.brightness / std;
-  const b = -mean / std;
+  const m = perChannel(mean);
+  const sd = perChannel(std);
+  const k = sd.map((v) => win.brightness / v);
+  const b = m.map((v, ch) => -v / sd[ch]!);
   for (let y = 0; y < outHeight; y++) {
     const srcY = (y + win.offsetY) * scaleY;
     const top = Math.min(Math.floor(srcY), sh - 1);
@@ -192,7 +209,7 @@ export function resizeWindow(
         const br = data[rowB + c + ch]!;
         const t = tl + (tr - tl) * l;
         const bt = bl + (br - bl) * l;
-        out[o + ch] = (t + (bt - t) * yl) * k + b;
+        out[o + ch] = (t + (bt - t) * yl) * k[ch]! + b[ch]!;
       }
     }
   }

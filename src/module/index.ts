@@ -9,7 +9,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { RetrainError, UsageError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { MAX_INPUT_SIDE, rangeToMeanStd, type InputSpec } from '../image/index.js';
+import { MAX_INPUT_SIDE, normalisedSpan, rangeToMeanStd, type Channels, type InputSpec } from '../image/index.js';
 import { activeBackend, wantsOnnxRuntime, type BackendChoice } from '../backend.js';
 import { locateModelJson, modelFormat, readModelFiles, type LoadedModelFiles } from './io.js';
 import { downloadModule, isModuleUrl } from './download.js';
@@ -17,11 +17,13 @@ import { flattenTopology } from './flatten.js';
 import { declaredVectorSize, layersForward, type FusedMode } from './fused.js';
 import { BUILTIN_MODULE, resolveNamedModule } from './catalog.js';
 import { onnxForward, type OnnxForward, type OnnxForwardOptions } from './onnx_forward.js';
+import type { Layout, OnnxSignature } from './onnx/signature.js';
+import { isOnnxModulePath, onnxModuleForward, onnxModuleId, onnxNormalisation, readOnnxModule } from './onnx_module.js';
 
 /** Shipped in the package: a run without --tfhub_module needs no network. */
 export const DEFAULT_MODULE = BUILTIN_MODULE;
 
-export type ModuleFormat = 'graph-model' | 'layers-model' | 'saved-model';
+export type ModuleFormat = 'graph-model' | 'layers-model' | 'saved-model' | 'onnx';
 
 /** What identifies a module and how to feed it; recorded in bottleneck headers and exports. */
 export interface ModuleInfo {
@@ -36,8 +38,12 @@ export interface ModuleInfo {
   path: string;
   inputHeight: number;
   inputWidth: number;
-  /** Values the module expects: pixel 0 maps to range[0], 255 to range[1]. */
+  /** Values the module expects: pixel 0 maps to range[0], 255 to range[1] (.onnx modules: the span over channels). */
   inputRange: [number, number];
+  /** .onnx modules: how images are laid out, and the per-channel `(pixel - mean) / std`. */
+  inputLayout?: Layout;
+  inputMean?: Channels;
+  inputStd?: Channels;
   /** Layer (layers model) or node (graph model) that gives the bottleneck. */
   bottleneckTensor: string;
   bottleneckSize: number;
@@ -79,8 +85,17 @@ export interface SavedModelExtractor extends ExtractorBase {
   kind: 'saved-model';
 }
 
+/** An ONNX feature extractor (`--tfhub_module x.onnx`): always on ONNX Runtime, exportable as .onnx only. */
+export interface OnnxExtractor extends ExtractorBase {
+  kind: 'onnx';
+  /** The module file: the .onnx export appends the head to it. */
+  bytes: Uint8Array;
+  signature: OnnxSignature;
+  onnx: OnnxForward;
+}
+
 /** The loaded module; export and fine-tuning choose by `kind`. */
-export type FeatureExtractor = LayersExtractor | GraphExtractor | SavedModelExtractor;
+export type FeatureExtractor = LayersExtractor | GraphExtractor | SavedModelExtractor | OnnxExtractor;
 
 export interface ModuleOptions {
   spec: string;
@@ -88,6 +103,9 @@ export interface ModuleOptions {
   bottleneckLayer?: string;
   /** --input_range: overrides the model's metadata and the format default. */
   inputRange?: [number, number];
+  /** --input_mean/--input_std (one value, or three per channel for .onnx modules). */
+  inputMean?: number[];
+  inputStd?: number[];
   inputHeight?: number;
   inputWidth?: number;
   timeoutMs?: number;
@@ -191,8 +209,20 @@ function toVectorBatch(t: tf.Tensor, where: string): tf.Tensor2D {
   throw new RetrainError(`${where} gives shape [${t.shape.join(',')}], not a feature vector: pick another with --bottleneck_layer`);
 }
 
+/** TF.js modules take one range: --input_mean/--input_std become it; per-channel values need an .onnx module. */
+function meanStdAsRange(opts: ModuleOptions): ModuleOptions {
+  const { inputMean: mean, inputStd: std } = opts;
+  if (!mean || !std) return opts;
+  const same = (v: number[]) => v.every((x) => x === v[0]);
+  if (!same(mean) || !same(std)) {
+    throw new UsageError(`--input_mean/--input_std with per-channel values work for .onnx modules only, and ${opts.spec} is a TF.js module: give one value each, or --input_range`);
+  }
+  return { ...opts, inputRange: normalisedSpan(mean[0]!, std[0]!) };
+}
+
 export async function loadFeatureExtractor(opts: ModuleOptions): Promise<FeatureExtractor> {
-  opts = resolveNamedModule(opts);
+  if (!isModuleUrl(opts.spec) && isOnnxModulePath(opts.spec)) return loadOnnxModule(opts);
+  opts = resolveNamedModule(meanStdAsRange(opts));
   const resolved = await resolveSpec(opts);
   if (fs.statSync(resolved).isDirectory()) return loadSavedModel(resolved, opts);
 
@@ -316,6 +346,43 @@ function makeInfo(
   };
 }
 
+async function loadOnnxModule(opts: ModuleOptions): Promise<OnnxExtractor> {
+  const { file, bytes, signature: sig } = await readOnnxModule(opts.spec);
+  if (opts.bottleneckLayer && opts.bottleneckLayer !== sig.outputName) {
+    throw new UsageError(`--bottleneck_layer ${opts.bottleneckLayer}: an .onnx module gives its one output (${sig.outputName}); drop the flag`);
+  }
+  const [h, w] = pickSize([sig.height, sig.width], opts, opts.spec);
+  const norm = onnxNormalisation(opts, opts.log);
+  const id = onnxModuleId(bytes, { layout: sig.layout, h, w, mean: norm.mean, std: norm.std, output: sig.outputName });
+  const onnx = onnxModuleForward(opts.spec, bytes, sig, opts.onnx?.threads, opts.log);
+  return {
+    kind: 'onnx',
+    info: {
+      spec: opts.spec,
+      name: `${moduleName(opts.spec, file)}-${id.slice(0, 8)}`,
+      id,
+      format: 'onnx',
+      path: file,
+      inputHeight: h,
+      inputWidth: w,
+      inputRange: normalisedSpan(norm.mean, norm.std),
+      inputLayout: sig.layout,
+      inputMean: norm.mean,
+      inputStd: norm.std,
+      bottleneckTensor: sig.outputName,
+      bottleneckSize: sig.bottleneckSize,
+    },
+    inputSpec: { height: h, width: w, mean: norm.mean, std: norm.std },
+    extract: () => {
+      throw new RetrainError(`--tfhub_module ${opts.spec} is an ONNX model: it runs on onnxruntime only`);
+    },
+    onnx,
+    dispose: () => onnx.dispose(),
+    bytes,
+    signature: sig,
+  };
+}
+
 /** TF2 SavedModels need native TensorFlow; tfjs alone cannot execute them. */
 async function loadSavedModel(dir: string, opts: ModuleOptions): Promise<FeatureExtractor> {
   const backend = activeBackend();
@@ -363,6 +430,10 @@ export interface ModuleSection {
   input_range: [number, number];
   bottleneck_tensor: string;
   bottleneck_size: number;
+  /** .onnx modules: layout and per-channel normalisation. */
+  input_layout?: Layout;
+  input_mean?: number[];
+  input_std?: number[];
 }
 
 export function moduleSection(info: ModuleInfo): ModuleSection {
@@ -376,6 +447,7 @@ export function moduleSection(info: ModuleInfo): ModuleSection {
     input_range: info.inputRange,
     bottleneck_tensor: info.bottleneckTensor,
     bottleneck_size: info.bottleneckSize,
+    ...(info.inputLayout && { input_layout: info.inputLayout, input_mean: [...info.inputMean!], input_std: [...info.inputStd!] }),
   };
 }
 
@@ -389,6 +461,8 @@ export interface LoadModuleOptions {
   moduleCacheDir: string;
   bottleneckLayer?: string;
   inputRange?: [number, number];
+  inputMean?: number[];
+  inputStd?: number[];
   inputHeight?: number;
   inputWidth?: number;
   signal?: AbortSignal;
@@ -399,21 +473,28 @@ export interface LoadModuleOptions {
  * once), loads it and logs how it will be fed and what it gives.
  */
 export async function loadModule(o: LoadModuleOptions, log: Logger): Promise<FeatureExtractor> {
+  const onnxModule = !isModuleUrl(o.tfhubModule) && isOnnxModulePath(o.tfhubModule);
+  if (onnxModule && !wantsOnnxRuntime(o.backend)) log.info(`--backend ${o.backend}: the .onnx module ${o.tfhubModule} runs on onnxruntime; ${o.backend} trains the head`);
   const extractor = await loadFeatureExtractor({
     spec: o.tfhubModule,
     cacheDir: o.moduleCacheDir,
     bottleneckLayer: o.bottleneckLayer,
     inputRange: o.inputRange,
+    inputMean: o.inputMean,
+    inputStd: o.inputStd,
     inputHeight: o.inputHeight,
     inputWidth: o.inputWidth,
     signal: o.signal,
-    onnx: wantsOnnxRuntime(o.backend) ? { cacheDir: path.join(o.moduleCacheDir, 'onnx'), threads: o.numWorkers || undefined } : undefined,
+    onnx: wantsOnnxRuntime(o.backend) || onnxModule ? { cacheDir: path.join(o.moduleCacheDir, 'onnx'), threads: o.numWorkers || undefined } : undefined,
     log,
   });
   const { info } = extractor;
   if (o.backend === 'onnxruntime' && !extractor.onnx) log.warn(`Module forward pass on tfjs, not onnxruntime: ${info.spec} is a ${info.format}, which the ONNX converter does not read`);
+  const fed = info.inputLayout
+    ? `${info.inputLayout} input ${info.inputHeight}x${info.inputWidth}, (pixel - [${info.inputMean!.join(', ')}]) / [${info.inputStd!.join(', ')}]`
+    : `input ${info.inputHeight}x${info.inputWidth} in [${info.inputRange.join(', ')}]`;
   log.info(
-    `Module ${info.spec}: ${info.format}, input ${info.inputHeight}x${info.inputWidth} in [${info.inputRange.join(', ')}], ` +
+    `Module ${info.spec}: ${info.format}, ${fed}, ` +
       `bottleneck ${info.bottleneckTensor} (${info.bottleneckSize} values)`,
   );
   return extractor;

@@ -19,7 +19,7 @@ export interface OnnxHead {
   hidden?: { weights: Float32Array; biases: Float32Array };
 }
 
-/** `module` (ONNX bytes, one output [N, D] or [N, D, 1, 1]) with the head appended. */
+/** `module` (ONNX bytes, one output [N, D], [N, D, 1, 1] or [N, 1, 1, D]) with the head appended. */
 export function appendHead(module: Uint8Array, head: OnnxHead, labels: string[], metadata: Record<string, string> = {}): Uint8Array {
   const m = decodeModel(module);
   const graph = m.graph;
@@ -28,8 +28,10 @@ export function appendHead(module: Uint8Array, head: OnnxHead, labels: string[],
   const nodes = (graph.node ??= []);
   const initializers = (graph.initializer ??= []);
   const dims = (out.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimValue ? Number(d.dimValue) : -1));
-  const d = dims[1] ?? -1;
-  if (!(dims.length === 2 || (dims.length === 4 && dims[2] === 1 && dims[3] === 1)) || d <= 0) {
+  // [N, 1, 1, D]: channels-last pooled features (a TF-style export).
+  const last = dims.length === 4 && dims[1] === 1 && dims[2] === 1 && !(dims[3] === 1);
+  const d = (last ? dims[3] : dims[1]) ?? -1;
+  if (!(dims.length === 2 || (dims.length === 4 && ((dims[2] === 1 && dims[3] === 1) || last))) || d <= 0) {
     throw new Error(`the module's output ${out.name} has shape [${dims.join(',')}], not [N, D]`);
   }
   const classes = head.biases.length;

@@ -16,6 +16,8 @@ export { loadOrConvertOnnx, onnxCachePath, type CachedOnnx } from './cache.js';
 export { appendHead, FINAL_TENSOR_NAME, LABELS_KEY, type OnnxHead } from './head.js';
 export { PROBE_TOLERANCE, probeMaxAbsDiff, engineMaxAbsDiff, maxAbsDiff } from './probe.js';
 export { createOnnxSession, type OnnxSession, type OnnxSessionOptions } from './session.js';
+export { decodeModel } from './builder.js';
+export { readSignature, readInputSignature, detectLayout, type Layout, type OnnxSignature, type InputSignature } from './signature.js';
 
 /** What the engine needs of a module (ModuleInfo has all of it). */
 export interface OnnxModuleRef {
