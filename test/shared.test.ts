@@ -60,15 +60,17 @@ test('600 bottlenecks are computed once, then all come from the cache; the split
 test('the TF Hub-style graph model gives the layers model bottlenecks within 1e-4', { skip: SKIP_SHARED }, async () => {
   await initBackend('auto');
   const log = new MemoryLogger();
-  const lists = await createImageLists(FLOWERS, { testingPercentage: 10, validationPercentage: 10 }, log);
+  const all = await createImageLists(FLOWERS, { testingPercentage: 10, validationPercentage: 10 }, log);
+  // 25 photos of each class keep this test short: the graph model runs on wasm here.
+  const lists = { ...all, classes: all.classes.map((c) => ({ ...c, training: c.training.slice(0, 25), validation: [], testing: [] })) };
   const layers = await loadFeatureExtractor({ spec: LAYERS_V2, cacheDir: '', log });
   const graph = await loadFeatureExtractor({ spec: GRAPH_V2, cacheDir: '', log });
   assert.deepEqual(layers.info.inputRange, [-1, 1]);
   assert.deepEqual(graph.info.inputRange, [0, 1]);
   const a = await cacheBottlenecks(lists, layers, { bottleneckDir: bottlenecks, log });
-  assert.equal(a.cached, 600, 'the layers bottlenecks come from the first test');
+  assert.equal(a.cached, 125, 'the layers bottlenecks come from the first test');
   const b = await cacheBottlenecks(lists, graph, { bottleneckDir: bottlenecks, log });
-  assert.equal(b.computed, 600, 'a different module never reuses the cache');
+  assert.equal(b.computed, 125, 'a different module never reuses the cache');
   let max = 0;
   for (const [file, va] of a.values) {
     const vb = b.values.get(file)!;
