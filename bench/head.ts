@@ -1,10 +1,12 @@
 /**
- * `node dist/bench/head.js [--steps 4000] [--backend auto]`
+ * `node dist/bench/head.js [--steps 4000] [--rows 480] [--backend auto]`
  *
  * Times the head's training as the default run does it: batch 100, a 1280-value
- * bottleneck, 5 classes, 480 training and 60 validation rows, an evaluation every 10
- * steps. The rows are synthetic (training time does not depend on the values). Also
- * times the weight gradient xᵀ·g both ways, which is why train/step.ts transposes
+ * bottleneck, 5 classes, 480 training rows (flowers-dev's) and 60 validation rows, an
+ * evaluation every 10 steps. Up to 1280 training rows take the dual step, more take
+ * the primal one (train/step.ts); `--rows 2936` is the full flower_photos' training
+ * set. The rows are synthetic (training time does not depend on the values). Also
+ * times the primal step's weight gradient xᵀ·g both ways, which is why it transposes
  * around a plain product. Prints one JSON line with the machine's load average.
  */
 import os from 'node:os';
@@ -17,9 +19,10 @@ import { trainHead, type LabeledSet } from '../src/train/index.js';
 
 const f = new Command('bench-head')
   .option('--steps <n>', 'training steps', intArg('--steps'), 4000)
+  .option('--rows <n>', 'training rows', intArg('--rows'), 480)
   .option('--backend <name>', 'tfjs backend', 'auto')
   .parse()
-  .opts<{ steps: number; backend: BackendChoice }>();
+  .opts<{ steps: number; rows: number; backend: BackendChoice }>();
 
 const D = 1280;
 const C = 5;
@@ -51,7 +54,7 @@ function usPerCall(f: () => void, calls = 300): number {
 
 const loadBefore = os.loadavg()[0]!;
 const backend = await initBackend(f.backend);
-const training = rows(480, 1);
+const training = rows(f.rows, 1);
 const validation = rows(60, 2);
 const runs: Array<{ s: number; cpu_s: number }> = [];
 for (let run = 0; run < 3; run++) {
@@ -85,6 +88,8 @@ process.stdout.write(
   JSON.stringify({
     backend: backend.name,
     steps: f.steps,
+    training_rows: f.rows,
+    step: f.rows <= D ? 'dual' : 'primal',
     train_batch_size: B,
     bottleneck: D,
     classes: C,

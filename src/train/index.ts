@@ -9,7 +9,7 @@ import { RetrainError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { throwIfInterrupted, yieldToEventLoop } from '../util/abort.js';
 import type { LabeledSet } from '../bottleneck/sets.js';
-import { sgdStep } from './step.js';
+import { DualSgdSteps, sgdStep } from './step.js';
 import { EarlyStopping, classWeights, headLoss, makeOptimizer, type HeadTrainingOptions } from './options.js';
 
 export type { LabeledSet } from '../bottleneck/sets.js';
@@ -137,10 +137,15 @@ interface Batch {
   idx: Int32Array;
 }
 
-function sampleRows(set: LabeledSet, size: number, count: number, pick: (n: number) => number, x?: Float32Array): Batch {
+/** The rows `rows` of the set, or `rows` random ones (-1: all, in order). */
+function sampleRows(set: LabeledSet, size: number, rows: number | Int32Array, pick: (n: number) => number, x?: Float32Array): Batch {
   const n = set.y.length;
-  const idx = new Int32Array(count < 0 ? n : count);
-  for (let i = 0; i < idx.length; i++) idx[i] = count < 0 ? i : pick(n);
+  let idx: Int32Array;
+  if (typeof rows !== 'number') idx = rows;
+  else {
+    idx = new Int32Array(rows < 0 ? n : rows);
+    for (let i = 0; i < idx.length; i++) idx[i] = rows < 0 ? i : pick(n);
+  }
   x ??= new Float32Array(idx.length * size);
   const y = new Int32Array(idx.length);
   for (let i = 0; i < idx.length; i++) {
@@ -170,8 +175,19 @@ class BatchSampler {
     if (count >= 0) this.buffer = new Float32Array(count * size);
   }
   draw(): Batch {
-    if (this.count >= 0) return sampleRows(this.set, this.size, this.count, this.pick, this.buffer);
+    if (this.count >= 0) return this.rows(this.drawRows());
     return (this.fixed ??= sampleRows(this.set, this.size, -1, this.pick));
+  }
+  /** The rows of a random batch, drawn as `draw` draws them. */
+  drawRows(): Int32Array {
+    const n = this.set.y.length;
+    const idx = new Int32Array(this.count < 0 ? n : this.count);
+    for (let i = 0; i < idx.length; i++) idx[i] = this.count < 0 ? i : this.pick(n);
+    return idx;
+  }
+  /** The batch of the given rows, in the reused buffer. */
+  rows(idx: Int32Array): Batch {
+    return sampleRows(this.set, this.size, idx, this.pick, this.buffer);
   }
   release(batch: Batch): void {
     if (batch !== this.fixed) tf.dispose([batch.x, batch.y]);
@@ -225,26 +241,43 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
   let best: HeadValues | undefined;
   let stoppedEarly = false;
   const trainBatches = new BatchSampler(training, bottleneckSize, opts.trainBatchSize, makeRng(opts.seed, 'train'));
+  // Small training sets take the dual form of the same step (train/step.ts); fresh distortions change the rows every step, so they cannot.
+  const dual =
+    plainSgd && !opts.trainBottlenecks && opts.trainBatchSize > 0 && DualSgdSteps.pays(training.y.length, bottleneckSize)
+      ? new DualSgdSteps(head, training.x, training.y, opts.learningRate, opts.trainBatchSize)
+      : undefined;
   const validationBatches = new BatchSampler(validation, bottleneckSize, opts.validationBatchSize, makeRng(opts.seed, 'validation'));
   const history: EvalPoint[] = [];
   const vars = head.variables;
 
   try {
     for (let i = 0; i < opts.steps; i++) {
-      const batch = trainBatches.draw();
-      if (opts.trainBottlenecks) {
-        const x = await opts.trainBottlenecks(batch.idx, i);
-        batch.x.dispose();
-        batch.x = tf.tensor2d(x, [batch.idx.length, bottleneckSize]);
-      }
-      if (plainSgd) sgdStep(head, batch.x, batch.y, opts.learningRate);
-      else {
-        tf.tidy(() => {
-          optimizer.minimize(() => headLoss(head.logits(batch.x, true), batch.y, classCount, opts.labelSmoothing, lossWeights), false, vars);
-        });
-      }
       const isLast = i + 1 === opts.steps;
-      if (i % opts.evalStepInterval === 0 || isLast) {
+      const evaluate = i % opts.evalStepInterval === 0 || isLast;
+      const freq = opts.intermediateStoreFrequency ?? 0;
+      const store = freq > 0 && i % freq === 0 && i > 0 && opts.onIntermediate !== undefined;
+      let batch: Batch | undefined;
+      if (dual) {
+        const idx = trainBatches.drawRows();
+        dual.step(idx);
+        if (evaluate || store) dual.syncHead();
+        if (evaluate) batch = trainBatches.rows(idx);
+      } else {
+        batch = trainBatches.draw();
+        if (opts.trainBottlenecks) {
+          const x = await opts.trainBottlenecks(batch.idx, i);
+          batch.x.dispose();
+          batch.x = tf.tensor2d(x, [batch.idx.length, bottleneckSize]);
+        }
+        const b = batch;
+        if (plainSgd) sgdStep(head, b.x, b.y, opts.learningRate);
+        else {
+          tf.tidy(() => {
+            optimizer.minimize(() => headLoss(head.logits(b.x, true), b.y, classCount, opts.labelSmoothing, lossWeights), false, vars);
+          });
+        }
+      }
+      if (evaluate && batch) {
         const train = measure(head, batch.x, batch.y);
         let val: Metrics = { accuracy: NaN, crossEntropy: NaN, n: 0 };
         if (validation.y.length > 0) {
@@ -279,17 +312,18 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
           throwIfInterrupted(opts.signal, `interrupted at training step ${i}: the model was not exported; the bottleneck cache is kept`);
         }
       }
-      trainBatches.release(batch);
+      if (batch) trainBatches.release(batch);
       log.progress?.('training', i + 1, opts.steps);
-      const freq = opts.intermediateStoreFrequency ?? 0;
-      if (freq > 0 && i % freq === 0 && i > 0 && opts.onIntermediate) {
+      if (store) {
         await checkFinite(head, `step ${i}`, opts.learningRate);
         log.info(`Save intermediate result to : intermediate_${i}`);
-        await opts.onIntermediate(i, head);
+        await opts.onIntermediate!(i, head);
       }
       if (stoppedEarly) break;
     }
+    dual?.syncHead();
   } finally {
+    dual?.dispose();
     validationBatches.dispose();
     optimizer.dispose();
   }
