@@ -3,11 +3,12 @@
  *
  * Times the head's training as the default run does it: batch 100, a 1280-value
  * bottleneck, 5 classes, 480 training rows (flowers-dev's) and 60 validation rows, an
- * evaluation every 10 steps. Up to 1280 training rows take the dual step, more take
- * the primal one (train/step.ts); `--rows 2936` is the full flower_photos' training
- * set. The rows are synthetic (training time does not depend on the values). Also
- * times the primal step's weight gradient xᵀ·g both ways, which is why it transposes
- * around a plain product. Prints one JSON line with the machine's load average.
+ * evaluation every 10 steps. Small training sets take the dual step, large ones the
+ * primal one (`DualSgdSteps.pays` in train/step.ts): `--rows 2936`, the full
+ * flower_photos' training set, times the primal one. The rows are synthetic (training
+ * time does not depend on the values). Also times the primal step's weight gradient
+ * xᵀ·g both ways, which is why it transposes around a plain product. Prints one JSON
+ * line with the machine's load average.
  */
 import os from 'node:os';
 import { Command } from 'commander';
@@ -16,6 +17,7 @@ import { initBackend, type BackendChoice } from '../src/backend.js';
 import { intArg } from '../src/cli/common.js';
 import { silentLogger } from '../src/log.js';
 import { trainHead, type LabeledSet } from '../src/train/index.js';
+import { DualSgdSteps } from '../src/train/step.js';
 
 const f = new Command('bench-head')
   .option('--steps <n>', 'training steps', intArg('--steps'), 4000)
@@ -89,7 +91,7 @@ process.stdout.write(
     backend: backend.name,
     steps: f.steps,
     training_rows: f.rows,
-    step: f.rows <= D ? 'dual' : 'primal',
+    step: DualSgdSteps.pays(f.rows, D, f.steps, B) ? 'dual' : 'primal',
     train_batch_size: B,
     bottleneck: D,
     classes: C,

@@ -243,7 +243,7 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
   const trainBatches = new BatchSampler(training, bottleneckSize, opts.trainBatchSize, makeRng(opts.seed, 'train'));
   // Small training sets take the dual form of the same step (train/step.ts); fresh distortions change the rows every step, so they cannot.
   const dual =
-    plainSgd && !opts.trainBottlenecks && opts.trainBatchSize > 0 && DualSgdSteps.pays(training.y.length, bottleneckSize)
+    plainSgd && !opts.trainBottlenecks && opts.trainBatchSize > 0 && DualSgdSteps.pays(training.y.length, bottleneckSize, opts.steps, opts.trainBatchSize)
       ? new DualSgdSteps(head, training.x, training.y, opts.learningRate, opts.trainBatchSize)
       : undefined;
   const validationBatches = new BatchSampler(validation, bottleneckSize, opts.validationBatchSize, makeRng(opts.seed, 'validation'));

@@ -45,9 +45,14 @@ function read(f: () => tf.Tensor): Float32Array {
 }
 
 export class DualSgdSteps {
-  /** Whether the dual form is the cheaper one for `rows` training rows of `size` values. */
-  static pays(rows: number, size: number): boolean {
-    return rows <= size;
+  /**
+   * Whether the dual form is the cheaper one for `rows` training rows of `size` values:
+   * its steps cost less whenever rows <= size, and K (rows² · size multiply-adds, once)
+   * must not outweigh what they save, about 20 · size · batch per step as measured on
+   * wasm (bench/head.ts), the packing of the primal step's operand included.
+   */
+  static pays(rows: number, size: number, steps: number, batchSize: number): boolean {
+    return rows <= size && rows * rows <= 20 * steps * batchSize;
   }
 
   private readonly x: tf.Tensor2D;
