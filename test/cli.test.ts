@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { whichSet } from '../src/dataset/index.js';
 import { makeImageDir, makeLayersModel, makeGraphModel, runCli, tempDir } from './helpers/fixtures.js';
+import { runCliEach } from './helpers/faults.js';
 
 interface Summary {
   module: { format: string; bottleneck_size: number; input_size: number[]; input_range: number[]; id: string };
@@ -127,8 +128,9 @@ test('retrain: user errors are one line with exit 2 (usage) or 1, no stack trace
     [['--image_dir', s.images, '--backend', 'tpu'], 2, /--backend/],
     [['--image_dir', oneClass, '--tfhub_module', s.module], 1, /Only one valid folder of images/],
   ];
-  for (const [args, status, re] of cases) {
-    const r = runCli('retrain', args);
+  const runs = await runCliEach('retrain', cases.map(([args]) => args));
+  for (const [k, [args, status, re]] of cases.entries()) {
+    const r = runs[k]!;
     assert.equal(r.status, status, `${args.join(' ')}\n${r.stderr}`);
     const errors = r.stderr.split('\n').filter((l) => l.startsWith('retrain: error:'));
     assert.equal(errors.length, 1, r.stderr);
@@ -150,8 +152,9 @@ test('label-image: errors and flags', async () => {
     [['--graph', out, '--image', img, '--output_layer', 'nope'], 2, /--output_layer nope is not a node/],
     [['--graph', out, '--image', img, '--labels', '/no/labels.txt'], 1, /cannot read --labels/],
   ];
-  for (const [args, status, re] of cases) {
-    const res = runCli('label-image', [...args, '--backend', 'cpu']);
+  const runs = await runCliEach('label-image', cases.map(([args]) => [...args, '--backend', 'cpu']));
+  for (const [k, [args, status, re]] of cases.entries()) {
+    const res = runs[k]!;
     assert.equal(res.status, status, `${args.join(' ')}\n${res.stderr}`);
     assert.match(res.stderr, re);
     noStack(res.stderr);

@@ -15,6 +15,7 @@ import { HEADER_BYTES } from '../src/bottleneck/format.js';
 import { GraphBuilder, IR_VERSION, OPSET, decodeModel, encodeModel, valueInfo } from '../src/module/onnx/builder.js';
 import { readSignature } from '../src/module/onnx/signature.js';
 import { REPO_ROOT, makeGraphModel, runCli, tempDir } from './helpers/fixtures.js';
+import { runCliEach } from './helpers/faults.js';
 
 /** A dimension: a size, or a name (symbolic). */
 type Dim = number | string;
@@ -167,8 +168,9 @@ test('usage errors of .onnx modules and the normalisation flags: exit 2, one lin
     ['--quantize_bytes', s.args(images, fixed, [...out, '--quantize_bytes', '1']), /--quantize_bytes applies to TF\.js folders/],
     ['per-channel values for a TF.js module', s.args(images, graph, ['--input_mean', '1,2,3', '--input_std', '4,5,6']), /per-channel values work for \.onnx modules only/],
   ];
-  for (const [what, args, message] of cases) {
-    const r = runCli('retrain', args);
+  const runs = await runCliEach('retrain', cases.map(([, args]) => args));
+  for (const [k, [what, , message]] of cases.entries()) {
+    const r = runs[k]!;
     assert.equal(r.status, 2, `${what}: ${r.stderr}`);
     assert.match(r.stderr, message, what);
     assert.equal(oneErrorLine(r.stderr).length, 1, `${what}: ${r.stderr}`);

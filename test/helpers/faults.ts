@@ -4,9 +4,11 @@
  * process (so it can serve HTTP or send signals meanwhile).
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
+import pLimit from 'p-limit';
 import sharp, { type Sharp } from 'sharp';
 import { folderSaveHandler } from '../../src/module/io.js';
 import { REPO_ROOT, cliEnv, useCpuBackend, type CliResult } from './fixtures.js';
@@ -37,6 +39,12 @@ export function startCli(command: 'retrain' | 'label-image', args: string[], env
 
 export async function runCliAsync(command: 'retrain' | 'label-image', args: string[], env: NodeJS.ProcessEnv = {}, user: { uid?: number; gid?: number } = {}) {
   return startCli(command, args, env, user).done;
+}
+
+/** One run per argument list, a core's worth at a time (independent error cases), results in order. */
+export async function runCliEach(command: 'retrain' | 'label-image', argLists: string[][], env: NodeJS.ProcessEnv = {}) {
+  const limit = pLimit(os.availableParallelism());
+  return Promise.all(argLists.map((args) => limit(() => runCliAsync(command, args, env))));
 }
 
 /** Every file below `dir`, relative, sorted. */
