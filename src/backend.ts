@@ -1,4 +1,3 @@
-import * as tf from '@tensorflow/tfjs';
 import { UsageError, RetrainError } from './errors.js';
 
 /** `onnxruntime` runs the module's forward pass on ONNX Runtime; tfjs (as with `auto`) trains the head. */
@@ -26,6 +25,8 @@ async function tryImport(pkg: string): Promise<boolean> {
 }
 
 async function activate(name: string): Promise<boolean> {
+  // Loaded here, not at the top: the flag tables import BACKENDS, and a usage error or --help should not wait for tfjs.
+  const tf = await import('@tensorflow/tfjs');
   try {
     return (await tf.setBackend(name)) && tf.getBackend() === name;
   } catch {
@@ -44,7 +45,7 @@ export async function initBackend(requested: BackendChoice = 'auto'): Promise<Ba
   }
   if (active && active.requested === requested) return active;
   // tfjs prints advice and warnings with console.warn; the tool owns its output.
-  tf.env().set('PROD', true);
+  (await import('@tensorflow/tfjs')).env().set('PROD', true);
 
   const candidates: Array<{ name: string; pkg: string }> = [];
   if (requested === 'tensorflow-gpu') candidates.push({ name: 'tensorflow', pkg: '@tensorflow/tfjs-node-gpu' });

@@ -12,22 +12,11 @@ import { exactDuplicates, PIXEL_CANDIDATE_COSINE, type ExactGroup } from './dupl
 import { labelIssues, outOfFoldProbabilities } from './mislabel.js';
 import { DisjointSets, normalizeRows, similarPairs, type SimilarPair } from './near.js';
 import { centroidScores, findOutliers } from './outliers.js';
-import { FINDING_KINDS, type DatasetCheckSummary, type Finding, type FindingImage, type FindingKind } from './types.js';
+import { FINDING_KINDS, type DatasetCheckFlags, type DatasetCheckSummary, type Finding, type FindingImage, type FindingKind } from './types.js';
 
-export type { DatasetCheckSummary, Finding, FindingImage, FindingKind } from './types.js';
+export type { DatasetCheckFlags, DatasetCheckSummary, Finding, FindingImage, FindingKind } from './types.js';
+export { defaultCheckFlags } from './types.js';
 export { checkCsv, CSV_COLUMNS } from './csv.js';
-
-/** How the check looks: the --near_duplicate_threshold, --check_folds, --check_training_steps and --outlier_z flags. */
-export interface DatasetCheckFlags {
-  /** Bottleneck cosine at or above which two images are near duplicates. */
-  nearDuplicateThreshold: number;
-  /** Heads trained for the out-of-fold predictions (at least 2). */
-  folds: number;
-  /** Training steps of each fold's head. */
-  steps: number;
-  /** Robust standard deviations below the median class similarity that make an image an outlier. */
-  outlierZ: number;
-}
 
 export interface CheckOptions extends DatasetCheckFlags {
   seed: number;
@@ -35,11 +24,6 @@ export interface CheckOptions extends DatasetCheckFlags {
   csv?: string;
   signal?: AbortSignal;
   log: Logger;
-}
-
-/** The defaults the flag table gives; 0.9 measured on flowers-dev (burst shots at 0.91 and 0.96, different photos at most 0.89). */
-export function defaultCheckFlags(): DatasetCheckFlags {
-  return { nearDuplicateThreshold: 0.9, folds: 10, steps: 150, outlierZ: 3.5 };
 }
 
 /** What the check step reads of the run's options (the flags of the same names). */

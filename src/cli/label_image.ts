@@ -1,7 +1,6 @@
 /** `label-image`: parses label_image.py's flags (src/flags/label_image.ts), calls the library and prints. */
 import { Command } from 'commander';
 import { LABEL_IMAGE_FLAGS } from '../flags/label_image.js';
-import { labelImages } from '../label_image.js';
 import { escapeControls } from '../log.js';
 import { addFlags, optionsFromCommand } from './flags.js';
 import { CLOSED_PIPE_EXIT, cliArgv, configureCommand, runMain, stderrLogger, stdoutClosedByReader } from './common.js';
@@ -24,6 +23,8 @@ export async function main(argv: string[] = cliArgv()): Promise<void> {
     cmd.parse(argv);
     const o = optionsFromCommand(cmd, LABEL_IMAGE_FLAGS);
     // Nobody reads any more (`| head -3`): stop quietly at the next image, as cat does.
+    // The library loads once the flags are good: a usage error answers at once.
+    const { labelImages } = await import('../label_image.js');
     const out = await labelImages(o, log, { stop: stdoutClosedByReader, onResult: (r, _i, total) => {
       if (o.json) return;
       if (total > 1) process.stdout.write(`${escapeControls(r.image)}\n`);

@@ -2,8 +2,7 @@
 import { Command } from 'commander';
 import { InterruptedError } from '../errors.js';
 import { RETRAIN_FLAGS } from '../flags/retrain.js';
-import { DEFAULT_MODULE } from '../module/index.js';
-import { runRetrain } from '../retrain.js';
+import { BUILTIN_MODULE } from '../module/catalog.js';
 import { addFlags, optionsFromCommand } from './flags.js';
 import { printModuleList } from './list_modules.js';
 import { cliArgv, configureCommand, onInterrupt, runMain, stderrLogger } from './common.js';
@@ -22,7 +21,9 @@ export async function main(argv: string[] = cliArgv()): Promise<void> {
   await runMain('retrain', () => argv.includes('--verbose'), async () => {
     cmd.parse(argv);
     const o = optionsFromCommand(cmd, RETRAIN_FLAGS);
-    if (o.listModules) return printModuleList(o.moduleCacheDir, DEFAULT_MODULE);
+    if (o.listModules) return printModuleList(o.moduleCacheDir, BUILTIN_MODULE);
+    // The library (tfjs, sharp, onnxruntime) loads once the flags are good: a usage error answers at once.
+    const { runRetrain } = await import('../retrain.js');
     await runRetrain({ ...o, signal: interrupt.signal }, log);
     // A signal after the export's last check: the run finished whole, but still report the stop.
     if (interrupt.signal.aborted) throw new InterruptedError('interrupted after the model was exported: the run had finished whole');

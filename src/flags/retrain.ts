@@ -6,11 +6,10 @@
 import os from 'node:os';
 import path from 'node:path';
 import { BACKENDS } from '../backend.js';
-import { defaultCheckFlags } from '../check/index.js';
-import { DEFAULT_MODULE, parseRange } from '../module/index.js';
-import { moduleNameProblem } from '../module/catalog.js';
+import { defaultCheckFlags } from '../check/types.js';
+import { BUILTIN_MODULE as DEFAULT_MODULE, moduleNameProblem } from '../module/catalog.js';
 import { defaultModuleCacheDir } from '../module/download.js';
-import { CLASS_WEIGHTINGS, MAX_BOTTLENECK_BATCH, MAX_HIDDEN_UNITS, MAX_IMAGE_BATCH, OPTIMIZERS } from '../train/options.js';
+import { CLASS_WEIGHTINGS, MAX_BOTTLENECK_BATCH, MAX_HIDDEN_UNITS, MAX_IMAGE_BATCH, OPTIMIZERS } from '../train/limits.js';
 import {
   above0,
   batchOf,
@@ -24,6 +23,7 @@ import {
   fraction,
   inputSide,
   int,
+  parseRange,
   percentage,
   positiveRate,
   string,

@@ -5,7 +5,7 @@
  * derived from the table. Tables: flags/retrain.ts and flags/label_image.ts.
  */
 import { UsageError } from '../errors.js';
-import { MAX_INPUT_SIDE } from '../image/index.js';
+import { MAX_INPUT_SIDE } from '../image/limits.js';
 import { expandHome } from '../util/fsutil.js';
 
 /** One flag. `T` is the value the library receives. */
@@ -217,3 +217,12 @@ export const batchOf = (max: number, wholeSet = false) => (v: number): string | 
   if (!Number.isInteger(v) || v <= 0) return wholeSet ? 'must be above 0, or -1 for the whole set' : 'must be a whole number above 0';
   return v > max ? `is too large: give at most ${max}${wholeSet ? ', or -1 for the whole set' : ''}` : undefined;
 };
+
+/** --input_range MIN,MAX. */
+export function parseRange(text: string, flag = '--input_range'): [number, number] {
+  const parts = text.split(',').map((s) => Number(s.trim()));
+  if (parts.length !== 2 || !parts.every(Number.isFinite) || parts[0]! >= parts[1]!) {
+    throw new UsageError(`${flag} "${text}" is not a range: give two numbers MIN,MAX with MIN < MAX, e.g. 0,1 or -1,1`);
+  }
+  return [parts[0]!, parts[1]!];
+}

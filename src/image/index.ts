@@ -29,8 +29,7 @@ export function perChannel(v: number | Channels): Channels {
 /** Decompression-bomb bound: larger images are refused before decoding (about 300 MB of RGB). */
 export const MAX_INPUT_PIXELS = 100_000_000;
 
-/** Module input sides beyond this are typos, not models: refused before allocating. */
-export const MAX_INPUT_SIDE = 4096;
+export { MAX_INPUT_SIDE } from './limits.js';
 
 /** mean/std that map [0, 255] onto [min, max]. */
 export function rangeToMeanStd(range: readonly [number, number]): { mean: number; std: number } {

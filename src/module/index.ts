@@ -118,14 +118,6 @@ export interface ModuleOptions {
   log: Logger;
 }
 
-export function parseRange(text: string, flag = '--input_range'): [number, number] {
-  const parts = text.split(',').map((s) => Number(s.trim()));
-  if (parts.length !== 2 || !parts.every(Number.isFinite) || parts[0]! >= parts[1]!) {
-    throw new UsageError(`${flag} "${text}" is not a range: give two numbers MIN,MAX with MIN < MAX, e.g. 0,1 or -1,1`);
-  }
-  return [parts[0]!, parts[1]!];
-}
-
 /** retrain.py names bottleneck files after the module spec with separators replaced. */
 function moduleName(spec: string, resolvedPath: string): string {
   if (isModuleUrl(spec)) return spec.replace('://', '~').replace(/[/:\\]/g, '~').replace(/~+$/, '');

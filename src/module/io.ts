@@ -5,7 +5,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+// Types only: the flag tables reach this file, and must not load tfjs.
+import type * as tf from '@tensorflow/tfjs';
 import { RetrainError, UsageError, errorMessage } from '../errors.js';
 import { writeAtomic } from '../util/fsutil.js';
 
@@ -30,7 +31,9 @@ export function expectedGroupBytes(manifest: tf.io.WeightsManifestConfig): numbe
 
 /** All of the artifacts' weight bytes as one array. */
 export function weightBytes(artifacts: tf.io.ModelArtifacts): Uint8Array {
-  return artifacts.weightData ? new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData as ArrayBuffer | ArrayBuffer[])) : new Uint8Array(0);
+  const data = artifacts.weightData as ArrayBuffer | ArrayBuffer[] | undefined;
+  if (!data) return new Uint8Array(0);
+  return Array.isArray(data) ? new Uint8Array(Buffer.concat(data.map((b) => new Uint8Array(b)))) : new Uint8Array(data);
 }
 
 /** Each weight spec with its bytes: weight data is the specs' bytes back to back. */

@@ -4,11 +4,9 @@
  * retrain.py exactly, so trainHead only consults this file.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { ClassWeighting, OptimizerName } from './limits.js';
 
-export const OPTIMIZERS = ['sgd', 'momentum', 'adam'] as const;
-export type OptimizerName = (typeof OPTIMIZERS)[number];
-export const CLASS_WEIGHTINGS = ['none', 'balanced'] as const;
-export type ClassWeighting = (typeof CLASS_WEIGHTINGS)[number];
+export { CLASS_WEIGHTINGS, MAX_BOTTLENECK_BATCH, MAX_HIDDEN_UNITS, MAX_IMAGE_BATCH, OPTIMIZERS, type ClassWeighting, type OptimizerName } from './limits.js';
 
 /** Options of the head and its loss; all optional, absent = retrain.py. */
 export interface HeadTrainingOptions {
@@ -22,15 +20,6 @@ export interface HeadTrainingOptions {
   /** 0: off. Evaluations without a validation improvement before training stops. */
   earlyStoppingPatience?: number;
 }
-
-/**
- * Sane upper bounds for batch flags: a typo such as --train_batch_size 100000000 is a
- * usage error, not an allocation of gigabytes. Rows of bottlenecks are small (a few KB);
- * images at the module's input size are not.
- */
-export const MAX_BOTTLENECK_BATCH = 65_536;
-export const MAX_IMAGE_BATCH = 256;
-export const MAX_HIDDEN_UNITS = 16_384;
 
 /** Momentum 0.9 and Adam's defaults: the values the Keras tutorials use. */
 export function makeOptimizer(name: OptimizerName, learningRate: number): tf.Optimizer {
