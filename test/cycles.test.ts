@@ -71,3 +71,13 @@ test('stages import only earlier stages (data flows one way)', async () => {
   }
   assert.deepEqual(wrong, []);
 });
+
+test('the CLIs load no engine (tfjs, sharp, onnxruntime) before their flags are checked', async () => {
+  // Type imports and the dynamic import of the library after parsing are left out: they load nothing at start.
+  for (const cli of ['src/cli/retrain.ts', 'src/cli/label_image.ts']) {
+    const tree = await parseDependencyTree(cli, { cwd: ROOT, context: ROOT, transform: true, skipDynamicImports: true });
+    const heavy = Object.keys(tree).filter((f) => /node_modules\/(@tensorflow|sharp|onnxruntime-node)\//.test(f));
+    const importers = heavy.map((h) => `${h} <- ${Object.entries(tree).find(([, deps]) => deps?.some((d) => d.id === h))?.[0]}`);
+    assert.deepEqual(importers, [], `${cli} loads an engine at start`);
+  }
+});
