@@ -22,15 +22,16 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Command } from 'commander';
 import { initBackend } from '../src/backend.js';
-import { cacheBottlenecks, type Bottlenecks } from '../src/bottleneck/index.js';
+import { cacheBottlenecks } from '../src/bottleneck/index.js';
+import { labeledSet } from '../src/bottleneck/sets.js';
 import { intArg } from '../src/cli/common.js';
 import { allImages, createImageLists, type ImageLists } from '../src/dataset/index.js';
 import { errorMessage } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
 import { DEFAULT_MODULE, loadFeatureExtractor, type FeatureExtractor } from '../src/module/index.js';
-import { convertModule, loadOrConvertOnnx } from '../src/module/onnx/index.js';
-import { trainHead, type LabeledSet } from '../src/train/index.js';
+import { moduleConversion } from '../src/module/onnx/index.js';
 import { round, type EngineFigures } from './anchor.js';
+import { timeHeadTraining } from './head_timing.js';
 import { ENGINES, type EngineName, type EngineRun, type EngineSkipped } from './engine.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -71,7 +72,6 @@ const modules = f.tfhub_module ?? (sharedModules.length > 0 ? sharedModules : [D
 const engines = (f.engines?.includes('all') ? [...ENGINES] : (f.engines ?? DEFAULT_ENGINES)) as EngineName[];
 for (const e of engines) if (!ENGINES.includes(e)) cmd.error(`error: --engines ${e} is not one of ${ENGINES.join(', ')}, all`);
 
-const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
 const loadavg = () => os.loadavg().map((l) => round(l, 2));
 const say = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
@@ -108,51 +108,21 @@ async function child<T>(script: string, args: string[]): Promise<T | { error: st
   return last ? (JSON.parse(last) as T) : { error: `${script} printed nothing` };
 }
 
-function labeledSet(lists: ImageLists, b: Bottlenecks, category: 'training' | 'validation'): LabeledSet {
-  const files: string[] = [];
-  const labels: number[] = [];
-  lists.classes.forEach((cls, k) =>
-    cls[category].forEach((name) => {
-      const file = path.resolve(lists.imageDir, cls.dir, name);
-      if (b.values.has(file)) {
-        files.push(file);
-        labels.push(k);
-      }
-    }),
-  );
-  const x = new Float32Array(files.length * b.size);
-  files.forEach((file, i) => x.set(b.values.get(file)!, i * b.size));
-  return { x, y: Int32Array.from(labels), files };
-}
-
 /** The head on tfjs, on bottlenecks an engine left in `bottleneckDir` (all cached: nothing runs the module). */
 async function timeTraining(lists: ImageLists, extractor: FeatureExtractor, bottleneckDir: string) {
   const b = await cacheBottlenecks(lists, extractor, { bottleneckDir, log: silentLogger });
   if (b.computed !== 0) throw new Error(`the training figure found ${b.computed} bottlenecks missing`);
   const training = labeledSet(lists, b, 'training');
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  const r = await trainHead(training, labeledSet(lists, b, 'validation'), lists.classes.length, b.size, {
-    steps: f.how_many_training_steps,
-    learningRate: 0.01,
-    trainBatchSize: f.train_batch_size,
-    validationBatchSize: 100,
-    // retrain.py's default interval, so evaluation cost is part of the figure.
-    evalStepInterval: 10,
-    seed: 0,
-    log: silentLogger,
-  });
-  r.head.dispose();
-  const s = (performance.now() - t0) / 1000;
+  const { s, cpu_s } = await timeHeadTraining(training, labeledSet(lists, b, 'validation'), lists.classes.length, b.size, f.how_many_training_steps, f.train_batch_size);
   return {
     module: extractor.info.spec,
     steps: f.how_many_training_steps,
     train_batch_size: f.train_batch_size,
     shape: `${b.size} → ${lists.classes.length}`,
     train_images: training.y.length,
-    s: round(s, 2),
+    s,
     steps_per_s: round(f.how_many_training_steps / s),
-    cpu_s: round(cpuMs(process.cpuUsage(c0)) / 1000, 2),
+    cpu_s,
   };
 }
 
@@ -193,10 +163,7 @@ async function benchModule(module: string, lists: ImageLists, filesList: string,
   else {
     try {
       const t0 = performance.now();
-      const files = extractor.files;
-      const model = await loadOrConvertOnnx(path.join(moduleCache, 'onnx'), info.id, () =>
-        convertModule(files, { bottleneck: info.bottleneckTensor, height: info.inputHeight, width: info.inputWidth }),
-      );
+      const model = await moduleConversion(path.join(moduleCache, 'onnx'), info, extractor.files);
       result.convert_s = round((performance.now() - t0) / 1000, 2);
       result.onnx_mb = round(model.bytes.length / 2 ** 20, 1);
       say(`${module}: anchor`);

@@ -15,9 +15,10 @@ import { Command } from 'commander';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendChoice } from '../src/backend.js';
 import { intArg } from '../src/cli/common.js';
-import { silentLogger } from '../src/log.js';
-import { trainHead, type LabeledSet } from '../src/train/index.js';
+import type { LabeledSet } from '../src/train/index.js';
 import { DualSgdSteps } from '../src/train/step.js';
+import { round } from './anchor.js';
+import { timeHeadTraining } from './head_timing.js';
 
 const f = new Command('bench-head')
   .option('--steps <n>', 'training steps', intArg('--steps'), 4000)
@@ -29,7 +30,6 @@ const f = new Command('bench-head')
 const D = 1280;
 const C = 5;
 const B = 100;
-const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 
 function rows(n: number, seed: number): LabeledSet {
   let s = seed;
@@ -59,22 +59,7 @@ const backend = await initBackend(f.backend);
 const training = rows(f.rows, 1);
 const validation = rows(60, 2);
 const runs: Array<{ s: number; cpu_s: number }> = [];
-for (let run = 0; run < 3; run++) {
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  const r = await trainHead(training, validation, C, D, {
-    steps: f.steps,
-    learningRate: 0.01,
-    trainBatchSize: B,
-    validationBatchSize: 100,
-    evalStepInterval: 10,
-    seed: 0,
-    log: silentLogger,
-  });
-  const c = process.cpuUsage(c0);
-  runs.push({ s: round((performance.now() - t0) / 1000), cpu_s: round((c.user + c.system) / 1e6) });
-  r.head.dispose();
-}
+for (let run = 0; run < 3; run++) runs.push(await timeHeadTraining(training, validation, C, D, f.steps, B));
 
 // A fresh batch and fresh g each call, as in training: the operands change every step.
 const x0 = training.x.subarray(0, B * D);
@@ -98,7 +83,7 @@ process.stdout.write(
     runs,
     best_s: Math.min(...runs.map((r) => r.s)),
     gradient_us: { transposed_operand: usPerCall(gradient(true)), transposed_around: usPerCall(gradient(false)) },
-    load_average_before: round(loadBefore),
-    load_average_after: round(os.loadavg()[0]!),
+    load_average_before: round(loadBefore, 2),
+    load_average_after: round(os.loadavg()[0]!, 2),
   }) + '\n',
 );

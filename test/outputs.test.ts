@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import lockfile from 'proper-lockfile';
 import { readModelFiles } from '../src/module/io.js';
 import { makeGraphModel, makeImageDir, makeLayersModel, tempDir, useCpuBackend } from './helpers/fixtures.js';
-import { hasStack, makeSlowLayersModel, runCliAsync, startCli, waitFor } from './helpers/faults.js';
+import { hasStack, makeSlowLayersModel, runCliAsync, runCliEach, startCli, waitFor } from './helpers/faults.js';
 
 const IS_ROOT = process.getuid?.() === 0;
 
@@ -363,19 +363,17 @@ test('output paths among the inputs, of the wrong kind, or under a folder that c
     );
   } else t.diagnostic(`read-only cases skipped: ${unmount}`);
   try {
-    for (let i = 0; i < cases.length; i += 6) {
-      const batch = cases.slice(i, i + 6);
-      const runs = await Promise.all(batch.map(([extra, , , module], k) => runCliAsync('retrain', args(path.join(out, 'o'), extra, { module, work: path.join(out, `work-${i + k}`) }))));
-      runs.forEach((r, k) => {
-        const [extra, status, re] = batch[k]!;
-        assert.equal(r.status, status, `${extra.join(' ')}:\n${r.stderr}`);
-        assert.match(lastLine(r.stderr), new RegExp(`^retrain: error: ${re.source}`));
-        assert.ok(!hasStack(r.stderr), r.stderr);
-        // Refused at the start: not a single bottleneck computed.
-        assert.doesNotMatch(r.stderr, /Bottlenecks:|Using backend/, extra.join(' '));
-        assert.ok(!fs.existsSync(path.join(out, `work-${i + k}`, 'bn')), extra.join(' '));
-      });
-    }
+    // Six at a time: each run spends most of its life starting up.
+    const runs = await runCliEach('retrain', cases.map(([extra, , , module], k) => args(path.join(out, 'o'), extra, { module, work: path.join(out, `work-${k}`) })), {}, 6);
+    runs.forEach((r, k) => {
+      const [extra, status, re] = cases[k]!;
+      assert.equal(r.status, status, `${extra.join(' ')}:\n${r.stderr}`);
+      assert.match(lastLine(r.stderr), new RegExp(`^retrain: error: ${re.source}`));
+      assert.ok(!hasStack(r.stderr), r.stderr);
+      // Refused at the start: not a single bottleneck computed.
+      assert.doesNotMatch(r.stderr, /Bottlenecks:|Using backend/, extra.join(' '));
+      assert.ok(!fs.existsSync(path.join(out, `work-${k}`, 'bn')), extra.join(' '));
+    });
   } finally {
     if (typeof unmount === 'function') unmount();
   }

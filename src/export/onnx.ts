@@ -34,8 +34,7 @@ export async function exportOnnx(ex: FeatureExtractor, head: HeadValues, opts: {
     moduleBytes = ex.bytes;
     inputName = ex.signature.inputName;
   } else try {
-    const convert = () => onnx.convertModule(ex.files, { bottleneck: info.bottleneckTensor, height: info.inputHeight, width: info.inputWidth });
-    moduleBytes = (await onnx.loadOrConvertOnnx(opts.onnxCacheDir, info.id, convert)).bytes;
+    moduleBytes = (await onnx.moduleConversion(opts.onnxCacheDir, info, ex.files)).bytes;
   } catch (err) {
     if (err instanceof onnx.UnsupportedOpsError) {
       throw new RetrainError(`--output_graph ${opts.dir}: the module uses ops the ONNX converter does not cover (${err.ops.join(', ')}); write a TF.js folder instead`);

@@ -119,10 +119,12 @@ export interface ModuleOptions {
 }
 
 /** retrain.py names bottleneck files after the module spec with separators replaced. */
-function moduleName(spec: string, resolvedPath: string): string {
-  if (isModuleUrl(spec)) return spec.replace('://', '~').replace(/[/:\\]/g, '~').replace(/~+$/, '');
-  const p = resolvedPath.endsWith('model.json') ? path.dirname(resolvedPath) : resolvedPath;
-  return path.basename(path.resolve(p)).replace(/[^A-Za-z0-9._-]+/g, '_');
+function moduleName(spec: string, resolvedPath: string, id: string): string {
+  const base = isModuleUrl(spec)
+    ? spec.replace('://', '~').replace(/[/:\\]/g, '~').replace(/~+$/, '')
+    : path.basename(path.resolve(resolvedPath.endsWith('model.json') ? path.dirname(resolvedPath) : resolvedPath)).replace(/[^A-Za-z0-9._-]+/g, '_');
+  // The id's first characters keep two modules of the same name apart.
+  return `${base}-${id.slice(0, 8)}`;
 }
 
 async function resolveSpec(opts: ModuleOptions): Promise<string> {
@@ -326,7 +328,7 @@ function makeInfo(
   const id = hashModule(files, { bottleneckTensor, range, h, w });
   return {
     spec: opts.spec,
-    name: `${moduleName(opts.spec, resolved)}-${id.slice(0, 8)}`,
+    name: moduleName(opts.spec, resolved, id),
     id,
     format,
     path: resolved,
@@ -351,7 +353,7 @@ async function loadOnnxModule(opts: ModuleOptions): Promise<OnnxExtractor> {
     kind: 'onnx',
     info: {
       spec: opts.spec,
-      name: `${moduleName(opts.spec, file)}-${id.slice(0, 8)}`,
+      name: moduleName(opts.spec, file, id),
       id,
       format: 'onnx',
       path: file,
@@ -395,7 +397,7 @@ async function loadSavedModel(dir: string, opts: ModuleOptions): Promise<Feature
     kind: 'saved-model',
     info: {
       spec: opts.spec,
-      name: `${moduleName(opts.spec, dir)}-${id.slice(0, 8)}`,
+      name: moduleName(opts.spec, dir, id),
       id,
       format: 'saved-model',
       path: dir,
@@ -443,20 +445,14 @@ export function moduleSection(info: ModuleInfo): ModuleSection {
   };
 }
 
-/** What the module step reads of the run's options (the flags of the same names). */
-export interface LoadModuleOptions {
+/** What the module step reads of the run's options (the flags of the same names; the input ones pass through as given). */
+export interface LoadModuleOptions extends Pick<ModuleOptions, 'bottleneckLayer' | 'inputRange' | 'inputMean' | 'inputStd' | 'inputHeight' | 'inputWidth'> {
   tfhubModule: string;
   /** auto and onnxruntime let the module's forward pass run on ONNX Runtime. */
   backend: BackendChoice;
   /** Also ONNX Runtime's intra-op threads (default: one per core). */
   numWorkers?: number;
   moduleCacheDir: string;
-  bottleneckLayer?: string;
-  inputRange?: [number, number];
-  inputMean?: number[];
-  inputStd?: number[];
-  inputHeight?: number;
-  inputWidth?: number;
   signal?: AbortSignal;
 }
 

@@ -173,10 +173,15 @@ export function onnxEngine(session: OnnxSession, height: number, width: number):
   };
 }
 
+/** The ONNX Runtime engine when the module runs there (opening its session on first use), else undefined. */
+async function moduleOnnxEngine(extractor: FeatureExtractor): Promise<ExtractEngine | undefined> {
+  const session = await extractor.onnx?.session();
+  return session && onnxEngine(session, extractor.inputSpec.height, extractor.inputSpec.width);
+}
+
 /** The module's forward pass on the main thread's side: ONNX Runtime when the module runs there, else the loaded extractor. */
 export async function forwardEngine(extractor: FeatureExtractor): Promise<ExtractEngine> {
-  const session = await extractor.onnx?.session();
-  return session ? onnxEngine(session, extractor.inputSpec.height, extractor.inputSpec.width) : inProcessEngine(extractor);
+  return (await moduleOnnxEngine(extractor)) ?? inProcessEngine(extractor);
 }
 
 /** The backend choice that makes a worker run what the main thread runs. */
@@ -188,8 +193,8 @@ function workerBackend(): BackendChoice {
 
 /** ONNX Runtime when the module runs there, else the engine --num_workers asks for (never more workers than batches). */
 export async function startEngine(extractor: FeatureExtractor, batches: number, numWorkers: number | undefined, log: Logger): Promise<ExtractEngine> {
-  const session = await extractor.onnx?.session();
-  if (session) return onnxEngine(session, extractor.inputSpec.height, extractor.inputSpec.width);
+  const ort = await moduleOnnxEngine(extractor);
+  if (ort) return ort;
   const wanted = numWorkers ?? defaultNumWorkers(activeBackend()?.name ?? 'cpu');
   const workers = Math.min(wanted, batches);
   if (workers <= 0) return inProcessEngine(extractor);

@@ -137,23 +137,22 @@ interface Batch {
   idx: Int32Array;
 }
 
-/** The rows `rows` of the set, or `rows` random ones (-1: all, in order). */
-function sampleRows(set: LabeledSet, size: number, rows: number | Int32Array, pick: (n: number) => number, x?: Float32Array): Batch {
-  const n = set.y.length;
-  let idx: Int32Array;
-  if (typeof rows !== 'number') idx = rows;
-  else {
-    idx = new Int32Array(rows < 0 ? n : rows);
-    for (let i = 0; i < idx.length; i++) idx[i] = rows < 0 ? i : pick(n);
-  }
-  x ??= new Float32Array(idx.length * size);
+/** `count` rows drawn at random from `n` (with replacement, as retrain.py), or all of them in order for -1. */
+function drawRows(n: number, count: number, pick: (n: number) => number): Int32Array {
+  const idx = new Int32Array(count < 0 ? n : count);
+  for (let i = 0; i < idx.length; i++) idx[i] = count < 0 ? i : pick(n);
+  return idx;
+}
+
+/** The batch of rows `idx`: their bottlenecks, copied into `x` when given, or `values` when the caller has them. */
+function batchOf(set: LabeledSet, size: number, idx: Int32Array, x?: Float32Array, values?: Float32Array): Batch {
   const y = new Int32Array(idx.length);
-  for (let i = 0; i < idx.length; i++) {
-    const row = idx[i]!;
-    x.set(set.x.subarray(row * size, (row + 1) * size), i * size);
-    y[i] = set.y[row]!;
+  for (let i = 0; i < idx.length; i++) y[i] = set.y[idx[i]!]!;
+  if (!values) {
+    values = x ?? new Float32Array(idx.length * size);
+    for (let i = 0; i < idx.length; i++) values.set(set.x.subarray(idx[i]! * size, (idx[i]! + 1) * size), i * size);
   }
-  return { x: tf.tensor2d(x, [idx.length, size]), y: tf.tensor1d(y, 'int32'), idx };
+  return { x: tf.tensor2d(values, [idx.length, size]), y: tf.tensor1d(y, 'int32'), idx };
 }
 
 /**
@@ -176,18 +175,15 @@ class BatchSampler {
   }
   draw(): Batch {
     if (this.count >= 0) return this.rows(this.drawRows());
-    return (this.fixed ??= sampleRows(this.set, this.size, -1, this.pick));
+    return (this.fixed ??= batchOf(this.set, this.size, this.drawRows()));
   }
   /** The rows of a random batch, drawn as `draw` draws them. */
   drawRows(): Int32Array {
-    const n = this.set.y.length;
-    const idx = new Int32Array(this.count < 0 ? n : this.count);
-    for (let i = 0; i < idx.length; i++) idx[i] = this.count < 0 ? i : this.pick(n);
-    return idx;
+    return drawRows(this.set.y.length, this.count, this.pick);
   }
-  /** The batch of the given rows, in the reused buffer. */
-  rows(idx: Int32Array): Batch {
-    return sampleRows(this.set, this.size, idx, this.pick, this.buffer);
+  /** The batch of the given rows, in the reused buffer; `values` replaces their cached bottlenecks (fresh distortions). */
+  rows(idx: Int32Array, values?: Float32Array): Batch {
+    return batchOf(this.set, this.size, idx, this.buffer, values);
   }
   release(batch: Batch): void {
     if (batch !== this.fixed) tf.dispose([batch.x, batch.y]);
@@ -256,20 +252,14 @@ export async function trainHead(training: LabeledSet, validation: LabeledSet, cl
       const evaluate = i % opts.evalStepInterval === 0 || isLast;
       const freq = opts.intermediateStoreFrequency ?? 0;
       const store = freq > 0 && i % freq === 0 && i > 0 && opts.onIntermediate !== undefined;
+      const idx = trainBatches.drawRows();
       let batch: Batch | undefined;
       if (dual) {
-        const idx = trainBatches.drawRows();
         dual.step(idx);
         if (evaluate || store) dual.syncHead();
         if (evaluate) batch = trainBatches.rows(idx);
       } else {
-        batch = trainBatches.draw();
-        if (opts.trainBottlenecks) {
-          const x = await opts.trainBottlenecks(batch.idx, i);
-          batch.x.dispose();
-          batch.x = tf.tensor2d(x, [batch.idx.length, bottleneckSize]);
-        }
-        const b = batch;
+        const b = (batch = trainBatches.rows(idx, await opts.trainBottlenecks?.(idx, i)));
         if (plainSgd) sgdStep(head, b.x, b.y, opts.learningRate);
         else {
           tf.tidy(() => {
@@ -366,8 +356,7 @@ export interface Prediction {
 
 /** Runs the head over a set in chunks; all rows when batchSize is -1, else a random sample. */
 export function predictSet(head: Head, set: LabeledSet, size: number, batchSize: number, seed: number): { metrics: Metrics; predictions: Prediction[] } {
-  const pick = makeRng(seed, 'test');
-  const { x, y, idx } = sampleRows(set, size, batchSize, pick);
+  const { x, y, idx } = batchOf(set, size, drawRows(set.y.length, batchSize, makeRng(seed, 'test')));
   const metrics = measure(head, x, y);
   const probs = head.probabilities(x);
   const flat = probs.dataSync() as Float32Array;

@@ -76,7 +76,7 @@ export class DualSgdSteps {
     this.size = head.weights.shape[0]!;
     this.n = labels.length;
     const { n, size } = this;
-    this.x = tf.tensor2d(rows.slice(0, n * size), [n, size]);
+    this.x = tf.tensor2d(rows, [n, size]);
     // Xᵀ written out in JS: the wasm transpose kernel is slow, and this runs once.
     const xT = new Float32Array(size * n);
     for (let r = 0; r < n; r++) for (let j = 0; j < size; j++) xT[j * n + r] = rows[r * size + j]!;

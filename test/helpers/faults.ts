@@ -41,9 +41,9 @@ export async function runCliAsync(command: 'retrain' | 'label-image', args: stri
   return startCli(command, args, env, user).done;
 }
 
-/** One run per argument list, a core's worth at a time (independent error cases), results in order. */
-export async function runCliEach(command: 'retrain' | 'label-image', argLists: string[][], env: NodeJS.ProcessEnv = {}) {
-  const limit = pLimit(os.availableParallelism());
+/** One run per argument list, `concurrency` at a time (independent error cases), results in order. */
+export async function runCliEach(command: 'retrain' | 'label-image', argLists: string[][], env: NodeJS.ProcessEnv = {}, concurrency = os.availableParallelism()) {
+  const limit = pLimit(concurrency);
   return Promise.all(argLists.map((args) => limit(() => runCliAsync(command, args, env))));
 }
 

@@ -29,6 +29,11 @@ export interface OnnxModuleRef {
   inputRange: [number, number];
 }
 
+/** The module's ONNX conversion, from the cache in `cacheDir`, converted and cached on first use. */
+export function moduleConversion(cacheDir: string, m: Omit<OnnxModuleRef, 'inputRange'>, files: LoadedModelFiles): Promise<CachedOnnx> {
+  return loadOrConvertOnnx(cacheDir, m.id, () => convertModule(files, { bottleneck: m.bottleneckTensor, height: m.inputHeight, width: m.inputWidth }));
+}
+
 export interface OpenOnnxOptions {
   module: OnnxModuleRef;
   files: LoadedModelFiles;
@@ -47,9 +52,7 @@ export async function openOnnxEngine(opts: OpenOnnxOptions): Promise<OnnxEngineR
   const { module: m } = opts;
   let model: CachedOnnx;
   try {
-    model = await loadOrConvertOnnx(opts.cacheDir, m.id, () =>
-      convertModule(opts.files, { bottleneck: m.bottleneckTensor, height: m.inputHeight, width: m.inputWidth }),
-    );
+    model = await moduleConversion(opts.cacheDir, m, opts.files);
   } catch (err) {
     if (err instanceof UnsupportedOpsError) return { ok: false, reason: `the module uses ${err.ops.length === 1 ? 'an op' : 'ops'} the ONNX converter does not cover: ${err.ops.join(', ')}`, unsupportedOps: err.ops };
     return { ok: false, reason: `cannot convert the module to ONNX: ${errorMessage(err).split('\n')[0]}` };
