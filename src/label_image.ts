@@ -10,6 +10,7 @@ import { initBackend, wantsOnnxRuntime } from './backend.js';
 import { listImagesDeep } from './dataset/index.js';
 import { ImageError, RetrainError, UsageError, errorMessage } from './errors.js';
 import { loadClassifier, type Classifier } from './export/load.js';
+import { isOnnxPath } from './export/onnx.js';
 import { validateLabelImageOptions, type LabelImageOptions } from './flags/label_image.js';
 import { decodeImage, toModuleInput } from './image/index.js';
 import { silentLogger, type Logger } from './log.js';
@@ -28,8 +29,9 @@ export interface LabelResult {
 /** Expands --image arguments: files as given, folders to the images inside them (recursively). */
 export async function expandImageArgs(args: string[]): Promise<string[]> {
   const out: string[] = [];
+  if (args.filter((a) => a === '-').length > 1) throw new UsageError('--image - (standard input) can be given once');
   for (const a of args) {
-    const st = fs.statSync(fsPath(a), { throwIfNoEntry: false });
+    const st = a === '-' ? undefined : fs.statSync(fsPath(a), { throwIfNoEntry: false });
     if (st?.isDirectory()) {
       const found = await listImagesDeep(a);
       if (found.length === 0) throw new UsageError(`--image ${a} is a folder with no images in it`);
@@ -41,9 +43,9 @@ export async function expandImageArgs(args: string[]): Promise<string[]> {
   return out;
 }
 
-/** The image as the classifier's input (sharp decodes on its own threads). */
+/** The image as the classifier's input (sharp decodes on its own threads); a name given on the command line is read as `cat` would, `-` from stdin. */
 async function classifierInput(c: Classifier, file: string): Promise<Float32Array> {
-  return toModuleInput(await decodeImage(file), c.spec);
+  return toModuleInput(await decodeImage(file, { explicit: true }), c.spec);
 }
 
 /** `input`: the image already being decoded, if it is. */
@@ -105,7 +107,12 @@ export interface LabelImagesHooks {
 
 export async function labelImages(options: LabelImageOptions, log: Logger, hooks: LabelImagesHooks = {}): Promise<LabelImagesResult> {
   const o = validateLabelImageOptions(options);
-  await initBackend(o.backend);
+  const backend = await initBackend(o.backend);
+  if (o.backend === 'auto' && !isOnnxPath(o.graph)) {
+    // The one line label_image.py's silence allows: what is missing and how to restore it (a .onnx --graph fails with it instead).
+    const missing = await (await import('./module/onnx/runtime.js')).onnxRuntimeMissing();
+    if (missing) log.warn(`Classifier on tfjs ${backend.name}, not onnxruntime: ${missing.message}`);
+  }
   const classifier = await loadClassifier({
     graph: o.graph,
     labels: o.labels,

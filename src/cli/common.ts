@@ -7,6 +7,12 @@ import { wholeNumber } from '../flags/table.js';
 import { escapeControls, type Logger } from '../log.js';
 import { hasRawBytes, nameFromBytes } from '../util/fsname.js';
 
+/** The package's version, for --version: package.json beside dist/ (dist/src/cli/ → ../../..). */
+export function packageVersion(): string {
+  const file = new URL('../../../package.json', import.meta.url);
+  return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
+}
+
 /** retrain.py's `INFO:tensorflow:` style, under our own name; a progress bar only on a TTY. */
 export function stderrLogger(name: string, stream: NodeJS.WriteStream = process.stderr): Logger & { stop(): void } {
   const tty = stream.isTTY === true && !process.env['CI'];

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { LABEL_IMAGE_FLAGS } from '../flags/label_image.js';
 import { escapeControls } from '../log.js';
 import { addFlags, optionsFromCommand } from './flags.js';
-import { CLOSED_PIPE_EXIT, cliArgv, configureCommand, runMain, stderrLogger, stdoutClosedByReader } from './common.js';
+import { CLOSED_PIPE_EXIT, cliArgv, configureCommand, packageVersion, runMain, stderrLogger, stdoutClosedByReader } from './common.js';
 
 export function labelImageCommand(): Command {
   const cmd = configureCommand(new Command(), 'label-image').description(
@@ -22,6 +22,7 @@ export async function main(argv: string[] = cliArgv()): Promise<void> {
   await runMain('label-image', () => argv.includes('--verbose'), async () => {
     cmd.parse(argv);
     const o = optionsFromCommand(cmd, LABEL_IMAGE_FLAGS);
+    if (o.version) return (process.stdout.write(`${packageVersion()}\n`), 0);
     // Nobody reads any more (`| head -3`): stop quietly at the next image, as cat does.
     // The library loads once the flags are good: a usage error answers at once.
     const { labelImages } = await import('../label_image.js');

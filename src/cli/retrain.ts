@@ -5,7 +5,7 @@ import { RETRAIN_FLAGS } from '../flags/retrain.js';
 import { BUILTIN_MODULE } from '../module/catalog.js';
 import { addFlags, optionsFromCommand } from './flags.js';
 import { printModuleList } from './list_modules.js';
-import { cliArgv, configureCommand, onInterrupt, runMain, stderrLogger } from './common.js';
+import { cliArgv, configureCommand, packageVersion, onInterrupt, runMain, stderrLogger } from './common.js';
 
 export function retrainCommand(): Command {
   const cmd = configureCommand(new Command(), 'retrain').description(
@@ -21,6 +21,7 @@ export async function main(argv: string[] = cliArgv()): Promise<void> {
   await runMain('retrain', () => argv.includes('--verbose'), async () => {
     cmd.parse(argv);
     const o = optionsFromCommand(cmd, RETRAIN_FLAGS);
+    if (o.version) return (process.stdout.write(`${packageVersion()}\n`), 0);
     if (o.listModules) return printModuleList(o.moduleCacheDir, BUILTIN_MODULE);
     // The library (tfjs, sharp, onnxruntime) loads once the flags are good: a usage error answers at once.
     const { runRetrain } = await import('../retrain.js');

@@ -27,7 +27,7 @@ export const LABEL_IMAGE_FLAGS = {
     required: 'give one or more image files or folders',
     parse: (t: string): string[] => [expandHome(t)],
     format: (v: string[]) => v.join(' '),
-    help: 'one or more image files, or folders of images',
+    help: 'one or more image files (read as cat reads them: a pipe works), or folders of images; - reads one image from standard input',
   }),
   inputHeight: int({ group: G.input, check: inputSide, help: "input height (default: the model's, else 299)" }),
   inputWidth: int({ group: G.input, check: inputSide, help: "input width (default: the model's, else 299)" }),
@@ -38,6 +38,7 @@ export const LABEL_IMAGE_FLAGS = {
   backend: choice(BACKENDS, { group: G.runtime, default: 'auto', help: 'compute backend' }),
   moduleCacheDir: filePath({ group: G.runtime, arg: '<dir>', default: defaultModuleCacheDir, help: 'the model converted for onnxruntime is cached in <dir>/onnx' }),
   verbose: bool({ group: G.runtime, help: 'show stack traces on errors' }),
+  version: bool({ group: G.runtime, help: "print retrain-ts's version and exit" }),
 };
 
 export type LabelImageOptions = OptionsOf<typeof LABEL_IMAGE_FLAGS>;

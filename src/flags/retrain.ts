@@ -131,6 +131,7 @@ export const RETRAIN_FLAGS = {
   // Runtime
   backend: choice(BACKENDS, { group: G.runtime, default: 'auto', help: 'compute backend' }),
   verbose: bool({ group: G.runtime, help: 'show stack traces on errors' }),
+  version: bool({ group: G.runtime, help: "print retrain-ts's version and exit" }),
 };
 
 /** Rules over several flags; each value on its own is checked by its entry above. */

@@ -72,11 +72,29 @@ function knownHeader(h: Buffer): boolean {
   );
 }
 
+/** How an image path is read. */
+export interface ReadOptions {
+  /**
+   * Named on the command line: read the way `cat` reads it, so a pipe (`--image <(curl …)`)
+   * or a device works, and `-` is standard input. Folder scans never set it: they skip
+   * anything but regular files.
+   */
+  explicit?: boolean;
+}
+
 /**
  * Reads an image file whole, after checking its size and first bytes: memory stays
  * bounded whatever the file is. Names that are not UTF-8 work (util/fsname.ts).
  */
-export async function readImageFile(file: string): Promise<Buffer> {
+export async function readImageFile(file: string, opts: ReadOptions = {}): Promise<Buffer> {
+  if (opts.explicit && file === '-') {
+    try {
+      return checkedStream(file, await readBounded(process.stdin));
+    } catch (err) {
+      if (err instanceof ImageError) throw err;
+      throw new ImageError('stdin', readFailure(err), { cause: err });
+    }
+  }
   let handle: fs.FileHandle;
   try {
     handle = await fs.open(fsPath(file), 'r');
@@ -85,7 +103,10 @@ export async function readImageFile(file: string): Promise<Buffer> {
   }
   try {
     const st = await handle.stat();
-    if (!st.isFile()) throw new ImageError(file, 'not a regular file');
+    if (!st.isFile()) {
+      if (!opts.explicit || st.isDirectory()) throw new ImageError(file, 'not a regular file');
+      return checkedStream(file, await readBounded(handle.createReadStream({ autoClose: false })));
+    }
     const problem = sizeProblem(st.size);
     if (problem) throw new ImageError(file, problem);
     const head = Buffer.alloc(Math.min(st.size, 64));
@@ -108,12 +129,34 @@ export async function readImageFile(file: string): Promise<Buffer> {
   }
 }
 
+/** A stream's bytes up to one past the image size limit: a pipe has no size to check first. */
+async function readBounded(stream: AsyncIterable<Buffer | string>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of stream) {
+    const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    chunks.push(b);
+    total += b.length;
+    if (total > MAX_IMAGE_BYTES) break;
+  }
+  return Buffer.concat(chunks);
+}
+
+function checkedStream(file: string, data: Buffer): Buffer {
+  const name = file === '-' ? 'stdin' : file;
+  if (data.length > MAX_IMAGE_BYTES) throw new ImageError(name, `more than ${MAX_IMAGE_BYTES / 2 ** 20} MB, the limit for an image: not read`);
+  const problem = sizeProblem(data.length);
+  if (problem) throw new ImageError(name, problem);
+  if (!knownHeader(data.subarray(0, 64))) throw new ImageError(name, 'not an image sharp can decode (unknown file header)');
+  return data;
+}
+
 /**
  * Decodes any image sharp reads into upright 8-bit sRGB: EXIF orientation applied,
  * CMYK/grey/palette converted, alpha dropped, 16-bit reduced to 8-bit.
  */
-export async function decodeImage(file: string): Promise<RgbImage> {
-  const input = await readImageFile(file);
+export async function decodeImage(file: string, opts: ReadOptions = {}): Promise<RgbImage> {
+  const input = await readImageFile(file, opts);
   try {
     const { data, info } = await sharp(input, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error', autoOrient: true })
       .toColourspace('srgb')

@@ -44,7 +44,7 @@ export function onnxForward(
       // Loaded only when a module runs there: label-image and cached runs skip the native library.
       onnx = await import('./onnx/index.js');
     } catch (err) {
-      log.warn(`${what} on ${tfjsName()}: onnxruntime-node cannot load (${errorMessage(err).split('\n')[0]})`);
+      log.warn(`${what} on ${tfjsName()}: the ONNX engine's code cannot load (${errorMessage(err).split('\n')[0]})`);
       return undefined;
     }
     const r = await onnx.openOnnxEngine({ module, files, cacheDir: opts.cacheDir, tfjsExtract, threads: opts.threads });

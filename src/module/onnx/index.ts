@@ -9,6 +9,7 @@ import type { LoadedModelFiles } from '../io.js';
 import { loadOrConvertOnnx, type CachedOnnx } from './cache.js';
 import { UnsupportedOpsError, convertModule } from './convert.js';
 import { PROBE_TOLERANCE, probeMaxAbsDiff } from './probe.js';
+import { onnxRuntimeMissing } from './runtime.js';
 import { createOnnxSession, type OnnxSession } from './session.js';
 
 export { UnsupportedOpsError, convertModule, convertGraphArtifacts, convertLayersModel, CONVERTER_VERSION, INPUT_NAME, BOTTLENECK_NAME } from './convert.js';
@@ -16,6 +17,7 @@ export { loadOrConvertOnnx, onnxCachePath, type CachedOnnx } from './cache.js';
 export { appendHead, FINAL_TENSOR_NAME, LABELS_KEY, type OnnxHead } from './head.js';
 export { PROBE_TOLERANCE, probeMaxAbsDiff, engineMaxAbsDiff, maxAbsDiff } from './probe.js';
 export { createOnnxSession, type OnnxSession, type OnnxSessionOptions } from './session.js';
+export { OnnxRuntimeMissingError, loadOnnxRuntime, onnxRuntimeMissing, restoreCommand } from './runtime.js';
 export { decodeModel } from './builder.js';
 export { readSignature, readInputSignature, detectLayout, type Layout, type OnnxSignature, type InputSignature } from './signature.js';
 
@@ -50,6 +52,9 @@ export type OnnxEngineResult =
 
 export async function openOnnxEngine(opts: OpenOnnxOptions): Promise<OnnxEngineResult> {
   const { module: m } = opts;
+  // Before converting: without the engine the conversion is wasted.
+  const missing = await onnxRuntimeMissing();
+  if (missing) return { ok: false, reason: missing.message };
   let model: CachedOnnx;
   try {
     model = await moduleConversion(opts.cacheDir, m, opts.files);

@@ -3,7 +3,8 @@
  * makes it), bottleneck batch out.
  */
 import os from 'node:os';
-import * as ort from 'onnxruntime-node';
+import type * as Ort from 'onnxruntime-node';
+import { loadOnnxRuntime } from './runtime.js';
 
 export interface OnnxSessionOptions {
   /** Intra-op threads; default: one per core. */
@@ -27,8 +28,9 @@ export interface OnnxSession {
 
 /** Opens an ONNX model (bytes or a file path) whose first input takes NHWC images. */
 export async function createOnnxSession(model: Uint8Array | string, opts: OnnxSessionOptions = {}): Promise<OnnxSession> {
+  const ort = await loadOnnxRuntime();
   const threads = opts.threads ?? os.availableParallelism();
-  const options: ort.InferenceSession.SessionOptions = {
+  const options: Ort.InferenceSession.SessionOptions = {
     executionProviders: ['cpu'],
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
