@@ -20,20 +20,32 @@ import { REPO_ROOT, cliEnv, makeGraphModel, runCli, tempDir, useCpuBackend } fro
 const SAMPLE = path.join(REPO_ROOT, 'fixtures', 'flower_photos');
 const BUILTIN_DIR = path.join(REPO_ROOT, 'models', 'mobilenet_v2_100_224_feature_vector');
 
-/** The README's first fenced block: its install-and-run line and its test line. */
-function readmeQuickStart(): { install: string; run: string; test: string } {
+/** README's fenced code blocks, comments and blank lines dropped. */
+function readmeBlocks(): string[][] {
   const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
-  const block = /```(?:sh|bash|console)?\n([\s\S]*?)```/.exec(readme);
-  assert.ok(block, 'README.md has a fenced code block');
-  const lines = block[1]!.split('\n').map((l) => l.replace(/\s+#.*$/, '').trim()).filter(Boolean);
-  const first = lines.find((l) => l.includes('npx retrain'));
-  assert.ok(first, `the README's first block runs npx retrain: ${lines.join(' | ')}`);
+  return [...readme.matchAll(/```(?:sh|bash|console)?\n([\s\S]*?)```/g)].map((m) => m[1]!.split('\n').map((l) => l.replace(/\s+#.*$/, '').trim()).filter(Boolean));
+}
+
+/** The contributors' quick start (the first block that runs npx retrain): its install-and-run line and its test line. */
+function readmeQuickStart(): { install: string; run: string; test: string } {
+  const lines = readmeBlocks().find((b) => b.some((l) => l.includes('npx retrain')));
+  assert.ok(lines, 'README.md has a block that runs npx retrain');
+  const first = lines.find((l) => l.includes('npx retrain'))!;
   const parts = first.split('&&').map((s) => s.trim());
   const run = parts.find((p) => p.startsWith('npx retrain'))!;
   const testLine = lines.find((l) => /^npm (run )?test\b/.test(l));
-  assert.ok(testLine, "the README's first block gives the test command");
+  assert.ok(testLine, "the quick start gives the test command");
   return { install: parts[0]!, run, test: testLine };
 }
+
+test("README: installing comes first, for users (npm install -g, then retrain); the clone's quick start after", () => {
+  const blocks = readmeBlocks();
+  const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { name: string };
+  assert.equal(blocks[0]![0], `npm install -g ${pkg.name}`);
+  assert.match(blocks[0]![1]!, /^retrain --image_dir /);
+  const qs = blocks.findIndex((b) => b.some((l) => l.startsWith('npm ci')));
+  assert.ok(qs > 0, 'the npm ci quick start comes after the install');
+});
 
 test('README quick start: the sample gives every class training images and a non-empty test set', async () => {
   const lists = await createImageLists(SAMPLE, { testingPercentage: 10, validationPercentage: 10 }, new MemoryLogger());
