@@ -44,11 +44,6 @@ export async function initBackend(requested: BackendChoice = 'auto'): Promise<Ba
     throw new UsageError(`--backend ${requested} is not one of ${BACKENDS.join(', ')}`);
   }
   if (active && active.requested === requested) return active;
-  if (requested === 'onnxruntime') {
-    // Asked for by name: no quiet fallback to wasm.
-    const missing = await (await import('./module/onnx/runtime.js')).onnxRuntimeMissing();
-    if (missing) throw new RetrainError(`--backend onnxruntime: ${missing.message}`);
-  }
   // tfjs prints advice and warnings with console.warn; the tool owns its output.
   (await import('@tensorflow/tfjs')).env().set('PROD', true);
 

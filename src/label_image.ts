@@ -11,6 +11,7 @@ import { listImagesDeep } from './dataset/index.js';
 import { ImageError, RetrainError, UsageError, errorMessage } from './errors.js';
 import { loadClassifier, type Classifier } from './export/load.js';
 import { isOnnxPath } from './export/onnx.js';
+import { onnxRuntimeMissing, requireOnnxRuntime } from './module/onnx/runtime.js';
 import { validateLabelImageOptions, type LabelImageOptions } from './flags/label_image.js';
 import { decodeImage, toModuleInput } from './image/index.js';
 import { silentLogger, type Logger } from './log.js';
@@ -108,9 +109,10 @@ export interface LabelImagesHooks {
 export async function labelImages(options: LabelImageOptions, log: Logger, hooks: LabelImagesHooks = {}): Promise<LabelImagesResult> {
   const o = validateLabelImageOptions(options);
   const backend = await initBackend(o.backend);
+  await requireOnnxRuntime(o.backend);
   if (o.backend === 'auto' && !isOnnxPath(o.graph)) {
     // The one line label_image.py's silence allows: what is missing and how to restore it (a .onnx --graph fails with it instead).
-    const missing = await (await import('./module/onnx/runtime.js')).onnxRuntimeMissing();
+    const missing = await onnxRuntimeMissing();
     if (missing) log.warn(`Classifier on tfjs ${backend.name}, not onnxruntime: ${missing.message}`);
   }
   const classifier = await loadClassifier({

@@ -6,6 +6,7 @@
  */
 import path from 'node:path';
 import { initBackend } from './backend.js';
+import { requireOnnxRuntime } from './module/onnx/runtime.js';
 import { cacheAllBottlenecks } from './bottleneck/index.js';
 import { distortedTraining } from './bottleneck/distorted.js';
 import { labeledSets, type LabeledSets } from './bottleneck/sets.js';
@@ -69,6 +70,7 @@ export async function runRetrain(options: RetrainOptions, log: Logger): Promise<
 
 async function retrainSteps(o: RetrainOptions, log: Logger, run: RunRecord): Promise<RetrainResult> {
   const backend = await run.time('backend', () => initBackend(o.backend));
+  await requireOnnxRuntime(o.backend);
   log.info(`Using backend ${backend.name} (${backend.package})`);
   const lists = await run.time('dataset', () => findImages(o, log));
   run.note({ backend: backend.name, ...splitSection(lists) });

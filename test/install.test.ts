@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { REPO_ROOT as ROOT } from './helpers/fixtures.js';
+import { REPO_ROOT as ROOT, tempDir } from './helpers/fixtures.js';
 import { npmEnv } from './helpers/npm.js';
 
 interface LockPackage {
@@ -73,4 +73,18 @@ test('npm finds nothing of ours to warn about: no unknown config, no install scr
   if (r.status !== 0 && /Unknown command|not a valid command/i.test(r.stdout + r.stderr)) return t.skip(`this npm has no install-scripts command (npm ≥ 11.16): ${r.stderr.split('\n')[0]}`);
   assert.equal(r.status, 0, r.stderr);
   assert.doesNotMatch(r.stdout + r.stderr, /not yet covered|Unknown (project|user|env|cli) config ".*onnxruntime/i);
+});
+
+test('the missing-engine line names the command for how this copy was installed', async () => {
+  const { restoreCommand, OnnxRuntimeMissingError } = await import('../src/module/onnx/runtime.js');
+  assert.equal(restoreCommand(ROOT), 'ONNXRUNTIME_NODE_INSTALL=skip npm ci', 'a clone');
+  const prefix = tempDir();
+  const installed = path.join(prefix, 'lib', 'node_modules', 'retrain-ts');
+  fs.mkdirSync(installed, { recursive: true });
+  fs.writeFileSync(path.join(installed, 'package.json'), JSON.stringify({ name: 'retrain-ts' }));
+  assert.equal(restoreCommand(installed), 'ONNXRUNTIME_NODE_INSTALL=skip npm install -g retrain-ts', 'a global (or npx) install');
+  const e = new OnnxRuntimeMissingError('is not installed', restoreCommand(installed));
+  assert.equal(e.exitCode, 1);
+  assert.equal(e.message, 'onnxruntime-node, the native ONNX Runtime engine, is not installed; restore it with: ONNXRUNTIME_NODE_INSTALL=skip npm install -g retrain-ts');
+  fs.rmSync(prefix, { recursive: true, force: true });
 });

@@ -70,3 +70,10 @@ export async function onnxRuntimeMissing(): Promise<OnnxRuntimeMissingError | un
     throw err;
   }
 }
+
+/** `--backend onnxruntime` asks for the engine by name: no quiet fallback to wasm. */
+export async function requireOnnxRuntime(backend: string): Promise<void> {
+  if (backend !== 'onnxruntime') return;
+  const missing = await onnxRuntimeMissing();
+  if (missing) throw new RetrainError(`--backend onnxruntime: ${missing.message}`, 1, { cause: missing });
+}
