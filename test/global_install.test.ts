@@ -68,7 +68,7 @@ function engineOf(out: string): { name: string } {
   return (JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8')) as { bottlenecks: { engine: { name: string } } }).bottlenecks.engine;
 }
 
-test('npm install -g of the packed tarball works offline: without the native engine, one line says how to restore it, and the run goes on with wasm; that command gives onnxruntime', async () => {
+test('npm install -g of the packed tarball works offline: without the native engine, one line says how to restore it, and the run goes on with wasm; that command gives onnxruntime', async (t) => {
   // 1. The plain install.
   const plain = await npmInstallGlobal();
   assert.equal(plain.status, 0, `npm install -g failed:\n${plain.stderr.slice(-3000)}`);
@@ -85,6 +85,8 @@ test('npm install -g of the packed tarball works offline: without the native eng
     for (const f of fs.readdirSync(dir).filter((f) => f.endsWith('.jpg')).slice(0, 4)) fs.copyFileSync(path.join(dir, f), path.join(small, c, f));
   }
   const hasEngine = fs.existsSync(path.join(installed(), 'node_modules', 'onnxruntime-node'));
+  const npmVersion = (await run('npm', ['--version'], { env })).stdout.trim();
+  t.diagnostic(`npm ${npmVersion}: the plain install ${hasEngine ? 'has' : 'lacks'} onnxruntime-node`);
   const first = await run(bin('retrain'), retrainArgs(small, path.join(work, 'run1'), 1), { env });
   assert.equal(first.status, 0, first.stderr.slice(-3000));
   const restoreLines = first.stderr.split('\n').filter((l) => l.includes('restore it with'));
