@@ -64,7 +64,7 @@ export const RETRAIN_FLAGS = {
   skipDatasetCheck: bool({ group: G.images, help: 'do not run the dataset check before training' }),
   nearDuplicateThreshold: float({ group: G.images, default: CHECK.nearDuplicateThreshold, check: (v) => (v > 0 && v <= 1 ? undefined : 'must be a cosine similarity above 0 and at most 1'), help: 'bottleneck cosine similarity at or above which two images are near duplicates' }),
   checkFolds: int({ group: G.images, arg: '<k>', default: CHECK.folds, check: (v) => (v >= 2 ? undefined : 'must be a whole number of at least 2'), help: 'heads the dataset check trains, each without one fold, to find likely mislabels' }),
-  checkTrainingSteps: int({ group: G.images, default: CHECK.steps, check: above0, help: "training steps of each of the dataset check's heads" }),
+  checkTrainingSteps: int({ group: G.images, default: CHECK.steps, check: above0, help: "L-BFGS iterations of each of the dataset check's L2 heads, at each regularisation strength tried" }),
   outlierZ: float({ group: G.images, arg: '<z>', default: CHECK.outlierZ, check: (v) => (v > 0 ? undefined : 'must be a number above 0'), help: 'robust standard deviations below the usual class similarity that make an image an outlier' }),
 
   // Module

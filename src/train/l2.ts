@@ -236,7 +236,7 @@ function score(probs: Float64Array, y: Int32Array, rows: ArrayLike<number>, clas
  * Probabilities for the rows of `held` from heads fitted on `fit` along the C grid
  * (warm-started, smallest C first): one n_held x classCount array per C.
  */
-function pathProbabilities(set: LabeledSet, dim: number, classCount: number, fit: number[], held: number[], standardize: boolean, grid: number[]): { probs: Float64Array[] } {
+function pathProbabilities(set: LabeledSet, dim: number, classCount: number, fit: number[], held: number[], standardize: boolean, grid: number[], maxIterations = SEARCH.maxIterations): { probs: Float64Array[] } {
   const t = transformOf(rowsOf(set.x, dim, fit), fit.length, dim, standardize);
   const x = tf.tensor2d(rowsOf(set.x, dim, fit, t), [fit.length, dim]);
   const y = Int32Array.from(fit, (r) => set.y[r]!);
@@ -245,7 +245,7 @@ function pathProbabilities(set: LabeledSet, dim: number, classCount: number, fit
   let init: Float64Array | undefined;
   try {
     for (const c of grid) {
-      const { p } = fitRows(x, y, dim, classCount, c, t, SEARCH, init);
+      const { p } = fitRows(x, y, dim, classCount, c, t, { ...SEARCH, maxIterations }, init);
       init = p;
       probs.push(denseProbabilities(rawValues(p, t, dim, classCount), xh, held.length, dim, classCount));
     }
@@ -264,7 +264,7 @@ export function bestCandidate(cands: CCandidate[]): CCandidate {
  * Out-of-fold probabilities for every row of `set` at every C of the grid (k-fold), and
  * each C's score on them. The dataset check uses the probabilities of the best C.
  */
-export function kFoldPath(set: LabeledSet, dim: number, classCount: number, folds: number, seed: number, standardize: boolean, grid = C_GRID, signal?: AbortSignal): { candidates: CCandidate[]; probs: Float64Array[] } {
+export function kFoldPath(set: LabeledSet, dim: number, classCount: number, folds: number, seed: number, standardize: boolean, grid = C_GRID, signal?: AbortSignal, maxIterations?: number): { candidates: CCandidate[]; probs: Float64Array[] } {
   const n = set.y.length;
   const fold = assignFolds(set.y, classCount, folds, seed, 'l2_folds');
   const probs = grid.map(() => new Float64Array(n * classCount));
@@ -273,7 +273,7 @@ export function kFoldPath(set: LabeledSet, dim: number, classCount: number, fold
     const held = [...fold.keys()].filter((i) => fold[i] === f);
     if (held.length === 0) continue;
     const fit = [...fold.keys()].filter((i) => fold[i] !== f);
-    const path = pathProbabilities(set, dim, classCount, fit, held, standardize, grid);
+    const path = pathProbabilities(set, dim, classCount, fit, held, standardize, grid, maxIterations);
     path.probs.forEach((p, j) => {
       score(p, set.y, held, classCount, sums[j]!);
       held.forEach((r, i) => probs[j]!.set(p.subarray(i * classCount, (i + 1) * classCount), r * classCount));
