@@ -264,23 +264,41 @@ export function bestCandidate(cands: CCandidate[]): CCandidate {
  * Out-of-fold probabilities for every row of `set` at every C of the grid (k-fold), and
  * each C's score on them. The dataset check uses the probabilities of the best C.
  */
-export function kFoldPath(set: LabeledSet, dim: number, classCount: number, folds: number, seed: number, standardize: boolean, grid = C_GRID, signal?: AbortSignal, maxIterations?: number): { candidates: CCandidate[]; probs: Float64Array[] } {
+export function kFoldPath(
+  set: LabeledSet,
+  dim: number,
+  classCount: number,
+  folds: number,
+  seed: number,
+  standardize: boolean,
+  grid = C_GRID,
+  signal?: AbortSignal,
+  maxIterations?: number,
+  /** Choose C on the first fold's held-out rows, and fit the other folds at that C only (the dataset check: a third of the fits). */
+  chooseOnFirstFold = false,
+): { candidates: CCandidate[]; probs: Float64Array[] } {
   const n = set.y.length;
   const fold = assignFolds(set.y, classCount, folds, seed, 'l2_folds');
   const probs = grid.map(() => new Float64Array(n * classCount));
   const sums = grid.map(() => ({ right: 0, ce: 0 }));
+  let scored = 0;
+  let cands: CCandidate[] | undefined;
   for (let f = 0; f < folds; f++) {
     const held = [...fold.keys()].filter((i) => fold[i] === f);
     if (held.length === 0) continue;
     const fit = [...fold.keys()].filter((i) => fold[i] !== f);
-    const path = pathProbabilities(set, dim, classCount, fit, held, standardize, grid, maxIterations);
-    path.probs.forEach((p, j) => {
-      score(p, set.y, held, classCount, sums[j]!);
-      held.forEach((r, i) => probs[j]!.set(p.subarray(i * classCount, (i + 1) * classCount), r * classCount));
+    const best = cands ? grid.indexOf(bestCandidate(cands).c) : -1;
+    const path = pathProbabilities(set, dim, classCount, fit, held, standardize, best >= 0 ? [grid[best]!] : grid, maxIterations);
+    path.probs.forEach((p, i) => {
+      const j = best >= 0 ? best : i;
+      if (best < 0) score(p, set.y, held, classCount, sums[j]!);
+      held.forEach((r, h) => probs[j]!.set(p.subarray(h * classCount, (h + 1) * classCount), r * classCount));
     });
+    if (best < 0) scored += held.length;
+    if (chooseOnFirstFold && !cands) cands = grid.map((c, j) => ({ c, accuracy: sums[j]!.right / scored, cross_entropy: sums[j]!.ce / scored, n: scored }));
     signal?.throwIfAborted();
   }
-  return { candidates: grid.map((c, j) => ({ c, accuracy: sums[j]!.right / n, cross_entropy: sums[j]!.ce / n, n })), probs };
+  return { candidates: cands ?? grid.map((c, j) => ({ c, accuracy: sums[j]!.right / n, cross_entropy: sums[j]!.ce / n, n })), probs };
 }
 
 /**
