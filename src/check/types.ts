@@ -13,9 +13,9 @@ export interface DatasetCheckFlags {
   outlierZ: number;
 }
 
-/** The defaults the flag table gives; 5 folds and 30 iterations keep the check's L2 heads cheap (docs/benchmarks.md); 0.9 measured on flowers-dev (burst shots at 0.91 and 0.96, different photos at most 0.89). */
+/** The defaults the flag table gives; 5 folds and 20 iterations keep the check's L2 heads cheap (docs/benchmarks.md); 0.9 measured on flowers-dev (burst shots at 0.91 and 0.96, different photos at most 0.89). */
 export function defaultCheckFlags(): DatasetCheckFlags {
-  return { nearDuplicateThreshold: 0.9, folds: 5, steps: 30, outlierZ: 3.5 };
+  return { nearDuplicateThreshold: 0.9, folds: 5, steps: 20, outlierZ: 3.5 };
 }
 
 export const FINDING_KINDS = ['exact_duplicate', 'near_duplicate', 'mislabel', 'outlier'] as const;

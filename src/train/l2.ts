@@ -236,23 +236,35 @@ function score(probs: Float64Array, y: Int32Array, rows: ArrayLike<number>, clas
  * Probabilities for the rows of `held` from heads fitted on `fit` along the C grid
  * (warm-started, smallest C first): one n_held x classCount array per C.
  */
-function pathProbabilities(set: LabeledSet, dim: number, classCount: number, fit: number[], held: number[], standardize: boolean, grid: number[], maxIterations = SEARCH.maxIterations): { probs: Float64Array[] } {
+function pathProbabilities(
+  set: LabeledSet,
+  dim: number,
+  classCount: number,
+  fit: number[],
+  held: number[],
+  standardize: boolean,
+  grid: number[],
+  maxIterations = SEARCH.maxIterations,
+  start?: Float64Array,
+): { probs: Float64Array[]; params: Float64Array[] } {
   const t = transformOf(rowsOf(set.x, dim, fit), fit.length, dim, standardize);
   const x = tf.tensor2d(rowsOf(set.x, dim, fit, t), [fit.length, dim]);
   const y = Int32Array.from(fit, (r) => set.y[r]!);
   const xh = rowsOf(set.x, dim, held);
   const probs: Float64Array[] = [];
-  let init: Float64Array | undefined;
+  const params: Float64Array[] = [];
+  let init = start;
   try {
     for (const c of grid) {
       const { p } = fitRows(x, y, dim, classCount, c, t, { ...SEARCH, maxIterations }, init);
       init = p;
+      params.push(p);
       probs.push(denseProbabilities(rawValues(p, t, dim, classCount), xh, held.length, dim, classCount));
     }
   } finally {
     x.dispose();
   }
-  return { probs };
+  return { probs, params };
 }
 
 /** The best candidate: highest accuracy, then lowest cross entropy, then the smaller C (the simpler head). */
@@ -283,19 +295,24 @@ export function kFoldPath(
   const sums = grid.map(() => ({ right: 0, ce: 0 }));
   let scored = 0;
   let cands: CCandidate[] | undefined;
+  // The first fold's head at the chosen C starts the other folds' (their data overlap by (k-2)/k).
+  let start: Float64Array | undefined;
   for (let f = 0; f < folds; f++) {
     const held = [...fold.keys()].filter((i) => fold[i] === f);
     if (held.length === 0) continue;
     const fit = [...fold.keys()].filter((i) => fold[i] !== f);
     const best = cands ? grid.indexOf(bestCandidate(cands).c) : -1;
-    const path = pathProbabilities(set, dim, classCount, fit, held, standardize, best >= 0 ? [grid[best]!] : grid, maxIterations);
+    const path = pathProbabilities(set, dim, classCount, fit, held, standardize, best >= 0 ? [grid[best]!] : grid, maxIterations, best >= 0 ? start : undefined);
     path.probs.forEach((p, i) => {
       const j = best >= 0 ? best : i;
       if (best < 0) score(p, set.y, held, classCount, sums[j]!);
       held.forEach((r, h) => probs[j]!.set(p.subarray(h * classCount, (h + 1) * classCount), r * classCount));
     });
     if (best < 0) scored += held.length;
-    if (chooseOnFirstFold && !cands) cands = grid.map((c, j) => ({ c, accuracy: sums[j]!.right / scored, cross_entropy: sums[j]!.ce / scored, n: scored }));
+    if (chooseOnFirstFold && !cands) {
+      cands = grid.map((c, j) => ({ c, accuracy: sums[j]!.right / scored, cross_entropy: sums[j]!.ce / scored, n: scored }));
+      start = path.params[grid.indexOf(bestCandidate(cands).c)];
+    }
     signal?.throwIfAborted();
   }
   return { candidates: cands ?? grid.map((c, j) => ({ c, accuracy: sums[j]!.right / n, cross_entropy: sums[j]!.ce / n, n })), probs };
