@@ -9,7 +9,7 @@ import { checkCsv, checkDataset, defaultCheckFlags } from '../src/check/index.js
 import { normalizeRows, similarPairs } from '../src/check/near.js';
 import { allImages, createImageLists } from '../src/dataset/index.js';
 import { MemoryLogger } from '../src/log.js';
-import { makeImageDir, makeLayersModel, runCli, tempDir, useCpuBackend } from './helpers/fixtures.js';
+import { makeImageDir, makeLayersModel, REPO_ROOT, runCli, tempDir, useCpuBackend } from './helpers/fixtures.js';
 
 function gaussian(rng: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
@@ -48,10 +48,11 @@ test('similarPairs: block by block, with or without the random projection, finds
 });
 
 /** Bottlenecks for the files of a generated image folder: one direction per class plus bounded noise (every image equally typical). */
-async function syntheticSet(mislabel: boolean) {
+async function syntheticSet(mislabel: boolean, keepOfClass1 = 20) {
   await useCpuBackend();
   const root = tempDir('retrain-check-units-');
   const dir = await makeImageDir(path.join(root, 'images'), { perClass: 20 });
+  for (const name of fs.readdirSync(path.join(dir, 'green')).sort().slice(keepOfClass1)) fs.rmSync(path.join(dir, 'green', name));
   const lists = await createImageLists(dir, { testingPercentage: 10, validationPercentage: 10 }, new MemoryLogger());
   const rng = seedrandom('synthetic');
   const dim = 32;
@@ -95,6 +96,27 @@ test('the same set with one image of the wrong class and one unlike any class: e
   assert.deepEqual(mislabels.map((f) => [f.images[0]!.file, f.suggested_label]), [[rel(wrong), lists.classes[0]!.label]]);
   assert.deepEqual(c.findings.filter((f) => f.kind === 'outlier').map((f) => f.images[0]!.file), [rel(odd)]);
   assert.equal(c.findings.length, 2);
+});
+
+test('a class with too few photos is not judged, and the log says so: its wrong photo is not flagged', async () => {
+  const { lists, bottlenecks } = await syntheticSet(true, 6);
+  const log = new MemoryLogger();
+  const c = await checkDataset(lists, bottlenecks, { ...defaultCheckFlags(), seed: 0, log });
+  assert.equal(lists.classes[1]!.label, 'green');
+  assert.ok(log.lines.some((l) => l.includes('Mislabel check: class "green" has only 6 photos: too few to judge its labels')), log.lines.join('\n'));
+  assert.deepEqual(c.findings.filter((f) => f.kind === 'mislabel'), []);
+});
+
+test('the clean sample in fixtures/: at most 3 likely mislabels with the built-in module', () => {
+  const root = tempDir('retrain-check-fixtures-');
+  const summaryFile = path.join(root, 'summary.json');
+  const r = runCli('retrain', [
+    '--image_dir', path.join(REPO_ROOT, 'fixtures', 'flower_photos'), '--bottleneck_dir', path.join(root, 'bn'),
+    '--report_dir', root, '--summary_json', summaryFile, '--check_dataset',
+  ]);
+  assert.equal(r.status, 0, r.stderr);
+  const summary = JSON.parse(fs.readFileSync(summaryFile, 'utf8')) as { dataset_check: { counts: { mislabel: number } } };
+  assert.ok(summary.dataset_check.counts.mislabel <= 3, `${summary.dataset_check.counts.mislabel} flagged: ${r.stderr}`);
 });
 
 test('retrain CLI: contradicting or wrong check flags and a missing --exclude_list are usage errors (exit 2, one line)', async () => {

@@ -9,7 +9,7 @@ import type { Bottlenecks } from '../bottleneck/index.js';
 import { allImages, type ImageLists, type ImageRef } from '../dataset/index.js';
 import type { Logger } from '../log.js';
 import { exactDuplicates, PIXEL_CANDIDATE_COSINE, type ExactGroup } from './duplicates.js';
-import { labelIssues, outOfFoldProbabilities } from './mislabel.js';
+import { labelIssues, MIN_CLASS_PHOTOS, outOfFoldProbabilities, strongEvidence } from './mislabel.js';
 import { DisjointSets, normalizeRows, similarPairs, type SimilarPair } from './near.js';
 import { centroidScores, findOutliers } from './outliers.js';
 import { FINDING_KINDS, type DatasetCheckFlags, type DatasetCheckSummary, type Finding, type FindingImage, type FindingKind } from './types.js';
@@ -46,9 +46,6 @@ export async function checkPhotos(lists: ImageLists, bottlenecks: Bottlenecks, o
   return checkDataset(lists, bottlenecks, { nearDuplicateThreshold, folds: o.checkFolds, steps: o.checkTrainingSteps, outlierZ, seed, csv, signal, log });
 }
 
-/** Fold heads: a larger step than retrain.py's 0.01, so that 150 steps converge (measured on flowers-dev). */
-const FOLD_LEARNING_RATE = 0.1;
-const FOLD_BATCH_SIZE = 100;
 /** Items named per kind in the log line. */
 const LOG_TOP = 3;
 
@@ -102,16 +99,19 @@ function nearGroups(rows: Rows, pairs: SimilarPair[], threshold: number, exact: 
 
 async function mislabels(rows: Rows, bottlenecks: Bottlenecks, labels: string[], o: CheckOptions): Promise<Finding[]> {
   const classCount = labels.length;
+  const counts = new Array<number>(classCount).fill(0);
+  for (const k of rows.y) counts[k]!++;
+  const few = labels.filter((_, k) => counts[k]! < MIN_CLASS_PHOTOS);
+  for (const label of few) {
+    o.log.info(`Mislabel check: class "${label}" has only ${counts[labels.indexOf(label)]} photos: too few to judge its labels (at least ${MIN_CLASS_PHOTOS} needed)`);
+  }
+  if (rows.y.length === 0 || few.length === classCount) return [];
   // The heads see the bottlenecks as training does: unnormalized.
-  const probs = await outOfFoldProbabilities((i) => bottlenecks.values.get(rows.refs[i]!.file)!, rows.y, classCount, rows.dim, {
-    folds: o.folds,
-    steps: o.steps,
-    learningRate: FOLD_LEARNING_RATE,
-    batchSize: FOLD_BATCH_SIZE,
-    seed: o.seed,
-    signal: o.signal,
-  });
-  return labelIssues(probs, rows.y, classCount).map((i) => finding('mislabel', rows, [i.row], i.margin, { suggested_label: labels[i.suggested]! }));
+  const folds = Math.max(2, Math.min(o.folds, Math.min(...counts.filter((v) => v >= MIN_CLASS_PHOTOS))));
+  const { probs, c } = await outOfFoldProbabilities((i) => bottlenecks.values.get(rows.refs[i]!.file)!, rows.y, classCount, rows.dim, { folds, steps: o.steps, seed: o.seed, signal: o.signal });
+  o.log.info(`Mislabel check: out-of-fold L2 heads (${folds} folds, C = ${c.c}): accuracy ${(c.accuracy * 100).toFixed(1)}% (N=${c.n})`);
+  const issues = strongEvidence(labelIssues(probs, rows.y, classCount), probs, rows.y, classCount, (k) => counts[k]! >= MIN_CLASS_PHOTOS);
+  return issues.map((i) => finding('mislabel', rows, [i.row], i.margin, { suggested_label: labels[i.suggested]! }));
 }
 
 function summarize(findings: Finding[]): DatasetCheckSummary['counts'] {

@@ -9,7 +9,7 @@ import { BACKENDS } from '../backend.js';
 import { defaultCheckFlags } from '../check/types.js';
 import { BUILTIN_MODULE as DEFAULT_MODULE, moduleNameProblem } from '../module/catalog.js';
 import { defaultModuleCacheDir } from '../module/download.js';
-import { CLASS_WEIGHTINGS, MAX_BOTTLENECK_BATCH, MAX_HIDDEN_UNITS, MAX_IMAGE_BATCH, OPTIMIZERS } from '../train/limits.js';
+import { CLASS_WEIGHTINGS, HEADS, MAX_BOTTLENECK_BATCH, MAX_HIDDEN_UNITS, MAX_IMAGE_BATCH, OPTIMIZERS } from '../train/limits.js';
 import {
   above0,
   batchOf,
@@ -64,7 +64,7 @@ export const RETRAIN_FLAGS = {
   skipDatasetCheck: bool({ group: G.images, help: 'do not run the dataset check before training' }),
   nearDuplicateThreshold: float({ group: G.images, default: CHECK.nearDuplicateThreshold, check: (v) => (v > 0 && v <= 1 ? undefined : 'must be a cosine similarity above 0 and at most 1'), help: 'bottleneck cosine similarity at or above which two images are near duplicates' }),
   checkFolds: int({ group: G.images, arg: '<k>', default: CHECK.folds, check: (v) => (v >= 2 ? undefined : 'must be a whole number of at least 2'), help: 'heads the dataset check trains, each without one fold, to find likely mislabels' }),
-  checkTrainingSteps: int({ group: G.images, default: CHECK.steps, check: above0, help: "training steps of each of the dataset check's heads" }),
+  checkTrainingSteps: int({ group: G.images, default: CHECK.steps, check: above0, help: "L-BFGS iterations of each of the dataset check's L2 heads, at each regularisation strength tried" }),
   outlierZ: float({ group: G.images, arg: '<z>', default: CHECK.outlierZ, check: (v) => (v > 0 ? undefined : 'must be a number above 0'), help: 'robust standard deviations below the usual class similarity that make an image an outlier' }),
 
   // Module
@@ -95,6 +95,8 @@ export const RETRAIN_FLAGS = {
   testBatchSize: int({ group: G.training, default: -1, check: batchOf(MAX_BOTTLENECK_BATCH, true), help: 'test images for the final test (-1: all)' }),
   printMisclassifiedTestImages: bool({ group: G.training, help: 'list the misclassified test images' }),
   seed: int({ group: G.training, default: 0, help: 'random seed: the same seed gives the same results' }),
+  head: choice(HEADS, { group: G.training, default: 'sgd', help: "the head: sgd (retrain.py's training loop), l2 (softmax with L2 regularisation solved to convergence, its strength chosen on validation), or l2_standardized (the same on standardised bottlenecks)" }),
+  headC: float({ group: G.training, arg: '<C>', check: (v) => (v > 0 ? undefined : 'must be a number above 0'), help: 'with --head l2 or l2_standardized: the inverse regularisation strength C (default: chosen on the validation set, or by k-fold on the training set when it is small)' }),
   optimizer: choice(OPTIMIZERS, { group: G.training, default: 'sgd', help: 'optimizer of the head (and of fine-tuning)' }),
   hiddenUnits: int({ group: G.training, default: 0, check: (v) => zeroOrMore('no hidden layer')(v) ?? (v > MAX_HIDDEN_UNITS ? `is too large: give at most ${MAX_HIDDEN_UNITS}` : undefined), help: 'add a ReLU hidden layer of n units before final_result (0: none)' }),
   dropout: float({ group: G.training, arg: '<rate>', default: 0, check: fraction, help: "dropout rate on the head's inputs while training" }),
@@ -155,6 +157,22 @@ const RETRAIN_RULES: ReadonlyArray<CrossCheck<RetrainFlags>> = [
     o.shardCount > 1 && !o.bottlenecksOnly
       ? `--shard_count ${o.shardCount} computes only part of the bottlenecks: add --bottlenecks_only, then train in a run without the shard flags`
       : undefined,
+  (o) => (o.headC !== undefined && o.head === 'sgd' ? `--head_c ${o.headC} sets the L2 head's strength: add --head l2 or --head l2_standardized, or drop --head_c` : undefined),
+  (o) => {
+    if (o.head === 'sgd') return undefined;
+    const sgdOnly: Array<[boolean, string]> = [
+      [o.optimizer !== 'sgd', `--optimizer ${o.optimizer}`],
+      [o.hiddenUnits > 0, `--hidden_units ${o.hiddenUnits}`],
+      [o.dropout > 0, `--dropout ${o.dropout}`],
+      [o.labelSmoothing > 0, `--label_smoothing ${o.labelSmoothing}`],
+      [o.classWeighting !== 'none', `--class_weighting ${o.classWeighting}`],
+      [o.earlyStoppingPatience > 0, `--early_stopping_patience ${o.earlyStoppingPatience}`],
+      [o.intermediateStoreFrequency > 0, `--intermediate_store_frequency ${o.intermediateStoreFrequency}`],
+      [o.distortionVariants === 0 && (o.flipLeftRight || o.randomCrop > 0 || o.randomScale > 0 || o.randomBrightness > 0), '--distortion_variants 0'],
+    ];
+    const bad = sgdOnly.find(([on]) => on);
+    return bad ? `${bad[1]} applies to the SGD head's step loop; --head ${o.head} is solved in one go on the cached bottlenecks: drop ${bad[1].split(' ')[0]} or use --head sgd` : undefined;
+  },
 ];
 
 export type RetrainFlags = OptionsOf<typeof RETRAIN_FLAGS>;

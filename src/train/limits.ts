@@ -5,6 +5,9 @@
  */
 export const OPTIMIZERS = ['sgd', 'momentum', 'adam'] as const;
 export type OptimizerName = (typeof OPTIMIZERS)[number];
+/** --head: retrain.py's SGD loop, or the L2-regularised softmax solved to convergence (train/l2.ts), on raw or standardised bottlenecks. */
+export const HEADS = ['sgd', 'l2', 'l2_standardized'] as const;
+export type HeadKind = (typeof HEADS)[number];
 export const CLASS_WEIGHTINGS = ['none', 'balanced'] as const;
 export type ClassWeighting = (typeof CLASS_WEIGHTINGS)[number];
 

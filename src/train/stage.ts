@@ -2,7 +2,10 @@
 import type { LabeledSet, LabeledSets } from '../bottleneck/sets.js';
 import type { Logger } from '../log.js';
 import type { ClassWeighting, OptimizerName } from './options.js';
-import { predictSet, trainHead, type EvalPoint, type Head, type Prediction } from './index.js';
+import type { HeadKind } from './limits.js';
+import { Head, measure, predictSet, trainHead, type EvalPoint, type Metrics, type Prediction } from './index.js';
+import { trainL2Head, type L2Choice } from './l2.js';
+import * as tf from '@tensorflow/tfjs';
 
 /** What the training step reads of the run's options (the flags of the same names). */
 export interface TrainStepOptions {
@@ -12,6 +15,9 @@ export interface TrainStepOptions {
   validationBatchSize: number;
   evalStepInterval: number;
   seed: number;
+  /** --head and --head_c. */
+  head: HeadKind;
+  headC?: number;
   optimizer: OptimizerName;
   hiddenUnits: number;
   dropout: number;
@@ -39,6 +45,8 @@ export interface TrainingSection {
   /** --early_stopping_patience: the evaluation whose head was kept. */
   best_step?: number;
   stopped_early?: boolean;
+  /** --head l2 / l2_standardized: the C chosen, how, and each candidate's score. */
+  l2?: L2Choice;
 }
 
 /**
@@ -54,6 +62,7 @@ export async function trainNewHead(
   hooks: TrainStepHooks,
   log: Logger,
 ): Promise<{ head: Head; section: TrainingSection }> {
+  if (o.head !== 'sgd') return trainL2Stage(sets, classCount, bottleneckSize, o, hooks, log);
   const trained = await trainHead(sets.training, sets.validation, classCount, bottleneckSize, {
     steps: o.howManyTrainingSteps,
     learningRate: o.learningRate,
@@ -82,6 +91,58 @@ export async function trainNewHead(
       cross_entropy: final.crossEntropy,
       history: trained.history,
       ...(trained.bestStep === undefined ? {} : { best_step: trained.bestStep, stopped_early: trained.stoppedEarly }),
+    },
+  };
+}
+
+const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
+
+/**
+ * --head l2 / l2_standardized: the L2 head solved on the cached bottlenecks (train/l2.ts),
+ * its C chosen and logged, then measured as the SGD head's last evaluation is.
+ */
+async function trainL2Stage(
+  sets: Pick<LabeledSets, 'training' | 'validation'>,
+  classCount: number,
+  bottleneckSize: number,
+  o: TrainStepOptions,
+  hooks: TrainStepHooks,
+  log: Logger,
+): Promise<{ head: Head; section: TrainingSection }> {
+  const standardize = o.head === 'l2_standardized';
+  const { values, choice } = trainL2Head(sets.training, sets.validation, bottleneckSize, classCount, { standardize, c: o.headC, seed: o.seed, signal: o.signal });
+  for (const cand of choice.candidates) {
+    log.info(`L2 head: C = ${cand.c}: ${choice.chosen_by === 'validation' ? 'validation' : `${choice.folds}-fold`} accuracy = ${pct(cand.accuracy)}, cross entropy = ${cand.cross_entropy.toFixed(6)} (N=${cand.n})`);
+  }
+  const how = { flag: 'given by --head_c', validation: 'chosen on the validation set', k_fold: `chosen by ${choice.folds}-fold cross-validation on the training set (fewer than 100 validation images)` }[choice.chosen_by];
+  log.info(`L2 head${standardize ? ' on standardised bottlenecks' : ''}: C = ${choice.c}, ${how}; solved in ${choice.iterations} L-BFGS iterations${choice.converged ? '' : ' (not converged: the iteration limit was reached)'}`);
+  const head = new Head(bottleneckSize, classCount, o.seed);
+  head.assign(values);
+  const on = (set: LabeledSet): Metrics => {
+    if (set.y.length === 0) return { accuracy: NaN, crossEntropy: NaN, n: 0 };
+    const x = tf.tensor2d(set.x, [set.y.length, bottleneckSize]);
+    const y = tf.tensor1d(set.y, 'int32');
+    try {
+      return measure(head, x, y);
+    } finally {
+      tf.dispose([x, y]);
+    }
+  };
+  const train = on(sets.training);
+  const val = on(sets.validation);
+  const point: EvalPoint = { step: 0, trainAccuracy: train.accuracy, crossEntropy: train.crossEntropy, validationAccuracy: val.accuracy, validationCrossEntropy: val.crossEntropy, validationN: val.n };
+  log.info(`L2 head: Train accuracy = ${pct(train.accuracy)}, Cross entropy = ${train.crossEntropy.toFixed(6)}`);
+  if (val.n > 0) log.info(`L2 head: Validation accuracy = ${pct(val.accuracy)} (N=${val.n})`);
+  await hooks.onEval?.(point, head);
+  return {
+    head,
+    section: {
+      steps: 0,
+      final_train_accuracy: train.accuracy,
+      final_validation_accuracy: val.n > 0 ? val.accuracy : null,
+      cross_entropy: train.crossEntropy,
+      history: [point],
+      l2: choice,
     },
   };
 }
