@@ -1,13 +1,10 @@
 /**
  * TFLite metadata (src/export/tflite/metadata.ts), checked with readers that share none of
- * our TypeScript: flatc --json, Python flatbuffers with flatc's Python code, Python's zipfile,
- * and Arm NN's TFLite runtime.
+ * our TypeScript: flatc --json, Python flatbuffers with flatc's Python code, Python's zipfile.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import path from 'node:path';
-import sharp from 'sharp';
 import {
   appendAssociatedFiles,
   buildModelMetadata,
@@ -27,8 +24,7 @@ import {
   flatcJson,
   readWithPython,
 } from './helpers/flatc.js';
-import { SKIP_ARMNN, runArmnn } from './helpers/armnn.js';
-import { tinyClassifier, tinyClassifierReference, type TinyClassifier } from './helpers/tiny_tflite.js';
+import { tinyClassifier, type TinyClassifier } from './helpers/tiny_tflite.js';
 
 const LABELS = ['daisy', 'dandelion', 'roses', 'sunflowers', 'tulips'];
 
@@ -201,35 +197,4 @@ test('readTfliteMetadata reads the reference .tflite that the TFLite tools made'
   assert.deepEqual([meta.inputHeight, meta.inputWidth, meta.inputType], [224, 224, 'float32']);
   assert.equal(meta.labels.length, 1001);
   assert.equal(meta.labels[0], 'background');
-});
-
-test('Arm NN runs the tiny model with its metadata and zip, matching the reference maths', { skip: SKIP_ARMNN }, async () => {
-  const bytes = await tinyWithMetadata();
-  const pixels = SPEC.height * SPEC.width * 3;
-  const images = [0, 1, 2].map((k) => Float32Array.from({ length: pixels }, (_, i) => Math.cos(i * 0.7 + k) * (k + 1)));
-  const batch = new Float32Array(images.length * pixels);
-  images.forEach((img, k) => batch.set(img, k * pixels));
-  const result = runArmnn(bytes, batch);
-  assert.deepEqual(result.input.shape, [1, 6, 5, 3]);
-  assert.equal(result.input.dtype, 'float32');
-  assert.equal(result.outputs.length, 3);
-  images.forEach((img, k) => {
-    const want = tinyClassifierReference(SPEC, img);
-    assert.ok(close(result.outputs[k]!, want, 1e-5), `image ${k}: ${result.outputs[k]} vs ${want}`);
-  });
-});
-
-const DAISY = path.resolve(REFERENCE_TFLITE, '../../../datasets/flowers-dev/daisy/2019064575_7656b9340f_m.jpg');
-
-test('Arm NN classifies a daisy with the reference .tflite, as its PROVENANCE.md says', { skip: SKIP_ARMNN || SKIP_REFERENCE }, async () => {
-  const bytes = new Uint8Array(fs.readFileSync(REFERENCE_TFLITE));
-  const meta = await readTfliteMetadata(bytes);
-  // Pixels normalised as the metadata says, not as we know MobileNet wants them.
-  const { data } = await sharp(DAISY).removeAlpha().resize(meta.inputWidth, meta.inputHeight, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
-  const x = Float32Array.from(data, (p, i) => (p - meta.mean[i % meta.mean.length]!) / meta.std[i % meta.std.length]!);
-  const probs = runArmnn(REFERENCE_TFLITE, x).outputs[0]!;
-  const top = probs.indexOf(Math.max(...probs));
-  assert.equal(meta.labels[top], 'daisy');
-  // PROVENANCE.md: 0.958 on a daisy photo; resizing differs a little between tools.
-  assert.ok(Math.abs(probs[top]! - 0.958) < 0.03, `p(daisy) = ${probs[top]}`);
 });
