@@ -24,7 +24,7 @@ import {
   flatcJson,
   readWithPython,
 } from './helpers/flatc.js';
-import { tinyClassifier, type TinyClassifier } from './helpers/tiny_tflite.js';
+import { tinyClassifier, tinyQuantizedClassifier, type TinyClassifier } from './helpers/tiny_tflite.js';
 
 const LABELS = ['daisy', 'dandelion', 'roses', 'sunflowers', 'tulips'];
 
@@ -164,6 +164,7 @@ test('readTfliteMetadata round-trips what buildModelMetadata and appendAssociate
   assert.ok(close(meta.mean, OPTIONS.mean as number[], 1e-4));
   assert.ok(close(meta.std, OPTIONS.std as number[], 1e-4));
   assert.deepEqual([meta.inputHeight, meta.inputWidth, meta.inputType, meta.outputType], [6, 5, 'float32', 'float32']);
+  assert.deepEqual([meta.inputQuantization, meta.outputQuantization], [null, null]);
   assert.ok(meta.inputRange && close(meta.inputRange, [-123.675 / 58.395, (255 - 103.53) / 57.375], 1e-5));
   assert.equal(meta.minParserVersion, '1.0.0');
 
@@ -179,6 +180,18 @@ test('readTfliteMetadata round-trips what buildModelMetadata and appendAssociate
   assert.deepEqual([...files.keys()], ['labels.txt', 'notes.bin']);
   assert.deepEqual(Array.from(files.get('notes.bin')!), [0, 255, 7]);
   await assert.rejects(appendAssociatedFiles(tinyClassifier(SPEC), [{ name: 'x/labels.txt', data: '' }]), RetrainError);
+});
+
+test('readTfliteMetadata gives a full-integer model\'s types and quantization', async () => {
+  const q = tinyQuantizedClassifier({ ...SPEC, metadata: buildModelMetadata({ ...OPTIONS, inputType: 'uint8', outputType: 'uint8' }) });
+  const bytes = await appendAssociatedFiles(q.model, [{ name: 'labels.txt', data: labelsText(LABELS) }]);
+  const meta = await readTfliteMetadata(bytes);
+  assert.deepEqual([meta.inputType, meta.outputType], ['uint8', 'uint8']);
+  assert.ok(Math.abs(meta.inputQuantization!.scale - q.inputScale) < 1e-9);
+  assert.equal(meta.inputQuantization!.zeroPoint, 0);
+  assert.deepEqual(meta.outputQuantization, { scale: 1 / 256, zeroPoint: 0 });
+  assert.deepEqual(meta.inputRange, [0, 255]);
+  assert.deepEqual(meta.labels, LABELS);
 });
 
 test('readTfliteMetadata names what is missing', async () => {
