@@ -118,6 +118,10 @@ test('a model with metadata and labels reads back with Python flatbuffers and zi
   assert.deepEqual(bytes.subarray(0, bare.length), bare, 'the flatbuffer itself is unchanged');
 
   const py = readWithPython(bytes);
+  assert.deepEqual(py.operators, ['MEAN', 'FULLY_CONNECTED', 'SOFTMAX']);
+  assert.deepEqual(py.tensor_types, { FLOAT32: 6, INT32: 1 });
+  // Weights (15 + 5 floats), axes (2 ints) and the metadata buffer.
+  assert.equal(py.buffer_bytes, 20 * 4 + 2 * 4 + buildModelMetadata(OPTIONS).length);
   assert.deepEqual(py.inputs, [{ name: 'image', shape: [1, 6, 5, 3], type: 'FLOAT32' }]);
   assert.deepEqual(py.metadata_entries.map(([name]) => name), ['TFLITE_METADATA']);
   const meta = py.metadata;
@@ -192,6 +196,17 @@ test('readTfliteMetadata gives a full-integer model\'s types and quantization', 
   assert.deepEqual(meta.outputQuantization, { scale: 1 / 256, zeroPoint: 0 });
   assert.deepEqual(meta.inputRange, [0, 255]);
   assert.deepEqual(meta.labels, LABELS);
+});
+
+test('the Python reader gives a full-integer model\'s ops and quantization', { skip: SKIP_PY_FLATBUFFERS }, () => {
+  const q = tinyQuantizedClassifier(SPEC, 'conv');
+  const py = readWithPython(q.model);
+  assert.deepEqual(py.operators, ['QUANTIZE', 'CONV_2D', 'MEAN', 'SOFTMAX', 'QUANTIZE']);
+  assert.deepEqual(py.tensor_types, { UINT8: 2, INT8: 5, INT32: 2 });
+  assert.equal(py.inputs[0]!.type, 'UINT8');
+  assert.ok(Math.abs(py.inputs[0]!.quantization!.scale - q.inputScale) < 1e-9);
+  assert.deepEqual(py.outputs[0]!.quantization, { scale: 1 / 256, zero_point: 0 });
+  assert.deepEqual([py.metadata_entries, py.metadata, py.zip], [[], null, []]);
 });
 
 test('readTfliteMetadata names what is missing', async () => {
