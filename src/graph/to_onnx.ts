@@ -23,6 +23,9 @@ export interface ToOnnxOptions {
 
 export function toOnnx(graph: Graph, opts: ToOnnxOptions = {}): ModelProto {
   const g = new GraphBuilder();
+  const outputName = opts.outputName ?? BOTTLENECK_NAME;
+  // The output's name is the final Identity's alone.
+  g.reserve([outputName]);
   const values = new Map<string, Value>();
   const weight = (name: string) => {
     const w = graph.weights.get(name);
@@ -102,6 +105,6 @@ export function toOnnx(graph: Graph, opts: ToOnnxOptions = {}): ModelProto {
     }
     values.set(n.name, out);
   }
-  const output = g.vectorOutput(val(graph.output), opts.outputName ?? BOTTLENECK_NAME);
+  const output = g.vectorOutput(val(graph.output), outputName);
   return g.model([-1, inputShape[1]!, inputShape[2]!, inputShape[3]!], output, { 'retrain.input': INPUT_NAME, ...opts.metadata });
 }
