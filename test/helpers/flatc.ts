@@ -32,6 +32,18 @@ export const FLATC_VERSION = flatcVersion();
 export const SKIP_FLATC = FLATC_VERSION ? false : 'flatc is not installed (apt-get install flatbuffers-compiler)';
 
 /**
+ * Debian's Python, where apt installs python3-flatbuffers and python3-pyarmnn (a python3
+ * earlier on PATH, e.g. pyenv's, does not see them).
+ */
+export const SYSTEM_PYTHON = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+
+function havePythonFlatbuffers(): boolean {
+  return spawnSync(SYSTEM_PYTHON, ['-c', 'import flatbuffers'], { encoding: 'utf8' }).status === 0;
+}
+export const SKIP_PY_FLATBUFFERS =
+  SKIP_FLATC || (havePythonFlatbuffers() ? false : 'Python flatbuffers is not installed (apt-get install python3-flatbuffers)');
+
+/**
  * Decodes a flatbuffer to JSON with flatc and the given schema. flatc stops at the root
  * table's end, so a .tflite with an appended zip dumps as well.
  */
@@ -66,4 +78,42 @@ export function dumpTflite(bytes: Uint8Array): { model: any; metadata: any | nul
   }
   for (const b of model.buffers) if (b.data) b.data = `<${b.data.length} bytes>`;
   return { model, metadata };
+}
+
+let pythonDir: string | null = null;
+
+/** flatc's Python code for the repo's schemas, generated once per process into a temp folder. */
+function pythonGenerated(): string {
+  if (pythonDir) return pythonDir;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'retrain-fbs-py-'));
+  const r = spawnSync('flatc', ['--python', '--gen-object-api', '-o', dir, TFLITE_SCHEMA, METADATA_SCHEMA], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`flatc --python failed: ${r.stderr}`);
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  pythonDir = dir;
+  return dir;
+}
+
+/** What test/tools/tflite_metadata.py reads (Python flatbuffers + zipfile). */
+export interface PythonView {
+  inputs: Array<{ name: string; shape: number[]; type: string }>;
+  outputs: Array<{ name: string; shape: number[]; type: string }>;
+  metadata_entries: Array<[string, number]>;
+  /** ModelMetadataT as a dict, camelCase fields, enums as numbers. */
+  metadata: any;
+  zip: Array<{ name: string; compress_type: number; header_offset: number; flag_bits: number; text: string }>;
+}
+
+/** Reads a .tflite's tensors, metadata and appended zip with Python alone. */
+export function readWithPython(bytes: Uint8Array): PythonView {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'retrain-pyread-'));
+  try {
+    const file = path.join(dir, 'model.tflite');
+    fs.writeFileSync(file, bytes);
+    const script = path.join(REPO_ROOT, 'test/tools/tflite_metadata.py');
+    const r = spawnSync(SYSTEM_PYTHON, [script, pythonGenerated(), file], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    if (r.status !== 0) throw new Error(`tflite_metadata.py failed: ${r.stderr}`);
+    return JSON.parse(r.stdout) as PythonView;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
