@@ -22,6 +22,11 @@ export interface ToOnnxOptions {
 }
 
 export function toOnnx(graph: Graph, opts: ToOnnxOptions = {}): ModelProto {
+  return toOnnxWithValues(graph, opts).model;
+}
+
+/** The ONNX model and the ONNX name of each graph value (for reading intermediate values, e.g. to calibrate). */
+export function toOnnxWithValues(graph: Graph, opts: ToOnnxOptions = {}): { model: ModelProto; onnxNames: Map<string, string> } {
   const g = new GraphBuilder();
   const outputName = opts.outputName ?? BOTTLENECK_NAME;
   // The output's name is the final Identity's alone.
@@ -106,5 +111,6 @@ export function toOnnx(graph: Graph, opts: ToOnnxOptions = {}): ModelProto {
     values.set(n.name, out);
   }
   const output = g.vectorOutput(val(graph.output), outputName);
-  return g.model([-1, inputShape[1]!, inputShape[2]!, inputShape[3]!], output, { 'retrain.input': INPUT_NAME, ...opts.metadata });
+  const model = g.model([-1, inputShape[1]!, inputShape[2]!, inputShape[3]!], output, { 'retrain.input': INPUT_NAME, ...opts.metadata });
+  return { model, onnxNames: new Map([...values].map(([k, v]) => [k, v.name])) };
 }
