@@ -78,6 +78,7 @@ export function inferShape(n: NodeSpec, valueShape: (name: string) => number[], 
     }
     case 'batch_norm':
     case 'activation':
+    case 'fake_quant':
       return valueShape(n.x);
     case 'add':
     case 'mul':

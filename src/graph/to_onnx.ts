@@ -107,6 +107,13 @@ export function toOnnxWithValues(graph: Graph, opts: ToOnnxOptions = {}): { mode
       case 'squeeze':
         out = g.dropAxes(val(n.x), n.axes, n.name);
         break;
+      case 'fake_quant': {
+        // QuantizeLinear saturates to its type's range: int8 [-128, 127] or uint8 [0, 255].
+        const signed = n.qmin < 0;
+        if (n.qmin !== (signed ? -128 : 0) || n.qmax !== (signed ? 127 : 255)) throw new Error(`${n.name}: fake_quant range [${n.qmin}, ${n.qmax}] is not int8 or uint8`);
+        out = g.fakeQuant(val(n.x), n.scale, n.zeroPoint, signed, n.name);
+        break;
+      }
     }
     values.set(n.name, out);
   }

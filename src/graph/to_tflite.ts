@@ -422,6 +422,8 @@ export function toTflite(graph: Graph, opts: TfliteWriteOptions = {}): Uint8Arra
           new ConcatenationOptionsT(n.axis < 0 ? n.axis + rank : n.axis, ActivationFunctionType.NONE));
         return;
       }
+      case 'fake_quant':
+        throw new UnsupportedOpsError([`${n.name}(fake_quant)`]);
       case 'reshape':
       case 'squeeze': {
         // Batch 1: both are a reshape to the node's own shape.

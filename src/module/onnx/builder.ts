@@ -90,6 +90,21 @@ export class GraphBuilder {
     return name;
   }
 
+  /** A scalar int8 or uint8 constant (a QuantizeLinear zero point, whose type sets the output's). */
+  int8Const(base: string, v: number, signed: boolean): string {
+    const name = this.unique(base);
+    this.initializers.push({ name, dataType: signed ? 3 : 2, dims: [], int32Data: [v] });
+    return name;
+  }
+
+  /** QuantizeLinear then DequantizeLinear: the value as an int8/uint8 runtime holds it. */
+  fakeQuant(x: Value, scale: number, zeroPoint: number, signed: boolean, base: string): Value {
+    const s = this.scalar(`${base}/scale`, scale);
+    const zp = this.int8Const(`${base}/zero_point`, zeroPoint, signed);
+    const q = this.node('QuantizeLinear', [x.name, s, zp], `${base}/quantize`);
+    return { ...x, name: this.node('DequantizeLinear', [q, s, zp], base) };
+  }
+
   int64Const(base: string, data: number[], dims: number[] = [data.length]): string {
     const name = this.unique(base);
     this.initializers.push({ name, dataType: INT64, dims, int64Data: data });
