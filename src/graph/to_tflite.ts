@@ -30,6 +30,7 @@ import {
   PadV2OptionsT,
   Padding as FbPadding,
   Pool2DOptionsT,
+  QuantizationParameters,
   QuantizationParametersT,
   QuantizeOptionsT,
   ReducerOptionsT,
@@ -85,6 +86,26 @@ class AlignedBuffer extends BufferT {
     builder.startVector(1, this.bytes.length, 16);
     for (let i = this.bytes.length - 1; i >= 0; i--) builder.addInt8(this.bytes[i]!);
     return FbBuffer.createBuffer(builder, builder.endVector());
+  }
+}
+
+/** One all-zero zero-point vector per length and builder. */
+const zeroVectors = new WeakMap<flatbuffers.Builder, Map<number, flatbuffers.Offset>>();
+
+/**
+ * Per-channel parameters (int8 weights and biases) have all-zero int64 zero points; a
+ * flatbuffer may point many tables at one vector, so those share one per length: about
+ * 8% of an int8 MobileNet V2.
+ */
+class PerChannelParams extends QuantizationParametersT {
+  override pack(builder: flatbuffers.Builder): flatbuffers.Offset {
+    if (this.zeroPoint.some((z) => z !== 0n)) return super.pack(builder);
+    let cache = zeroVectors.get(builder);
+    if (!cache) zeroVectors.set(builder, (cache = new Map()));
+    let zp = cache.get(this.zeroPoint.length);
+    if (zp === undefined) cache.set(this.zeroPoint.length, (zp = QuantizationParameters.createZeroPointVector(builder, this.zeroPoint)));
+    const scale = QuantizationParameters.createScaleVector(builder, this.scale);
+    return QuantizationParameters.createQuantizationParameters(builder, 0, 0, scale, zp, this.detailsType, 0, this.quantizedDimension);
   }
 }
 
@@ -208,7 +229,7 @@ class Writer {
     const moved = perChannel && quantizedDimension === 3 ? transposeArray(data, shape, [3, 0, 1, 2]) : data;
     const { q, scales } = quantizeSymmetric(moved, channels);
     const back = perChannel && quantizedDimension === 3 ? Int8Array.from(transposeArray(Float32Array.from(q), [shape[3]!, shape[0]!, shape[1]!, shape[2]!], [1, 2, 3, 0])) : q;
-    return this.tensor(name, shape, TensorType.INT8, bytesOf(back), new QuantizationParametersT([], [], scales, scales.map(() => 0n), undefined, null, quantizedDimension));
+    return this.tensor(name, shape, TensorType.INT8, bytesOf(back), new PerChannelParams([], [], scales, scales.map(() => 0n), undefined, null, quantizedDimension));
   }
 
   /** Bias: int32 with scale input_scale * weight_scale (per channel) when int8, else a float const. */
@@ -219,7 +240,7 @@ class Writer {
     const scales = Array.from(data, (_, i) => sIn * ws[ws.length === 1 ? 0 : i]!);
     const q = Int32Array.from(data, (v, i) => Math.round(v / scales[i]!));
     const perChannel = ws.length > 1;
-    return this.tensor(name, [data.length], TensorType.INT32, bytesOf(q), new QuantizationParametersT([], [], perChannel ? scales : [scales[0]!], (perChannel ? scales : [0]).map(() => 0n)));
+    return this.tensor(name, [data.length], TensorType.INT32, bytesOf(q), new PerChannelParams([], [], perChannel ? scales : [scales[0]!], (perChannel ? scales : [0]).map(() => 0n)));
   }
 
   op(code: BuiltinOperator, version: number, inputs: number[], outputs: number[], optionsType = BuiltinOptions.NONE, options: OperatorT['builtinOptions'] = null): void {
