@@ -38,6 +38,8 @@ export interface OutputsSection {
 /** --quantize_bytes: the export's size and its accuracy on the test images, loaded back with plain tfjs. */
 export interface ExportSection {
   quantize_bytes: number | null;
+  /** A quantized .tflite: its weights (int8: full-integer, uint8 input and output). */
+  tflite_weights?: 'float16' | 'int8';
   bytes: number;
   test_accuracy: number | null;
 }
@@ -119,5 +121,5 @@ async function checkTfliteExport(o: ExportStepOptions, testing: LabeledSet, log:
   const bytes = fs.statSync(o.outputGraph).size;
   const acc = testing.y.length ? await exportAccuracy(o.outputGraph, testing.files, testing.y) : null;
   log.info(`TFLite export with ${weights} weights: ${bytes} bytes; test accuracy loaded back = ${acc === null ? 'n/a' : `${(acc * 100).toFixed(1)}%`}`);
-  return { quantize_bytes: weights === 'int8' ? 1 : 2, bytes, test_accuracy: acc };
+  return { quantize_bytes: weights === 'int8' ? 1 : 2, tflite_weights: weights, bytes, test_accuracy: acc };
 }

@@ -413,9 +413,13 @@ export function toTflite(graph: Graph, opts: TfliteWriteOptions = {}): Uint8Arra
           case 'add':
             w.op(BuiltinOperator.ADD, w.version(BuiltinOperator.ADD), [a, b], [out], BuiltinOptions.AddOptions, new AddOptionsT(act));
             break;
-          case 'mul':
-            w.op(BuiltinOperator.MUL, w.version(BuiltinOperator.MUL), [a, b], [out], BuiltinOptions.MulOptions, new MulOptionsT(act));
+          case 'mul': {
+            // op_version.cc: an int8 MUL whose rescale (s_a * s_b / s_out) is 1 or more needs version 3.
+            const sc = (t: number) => w.tensors[t]!.quantization?.scale[0] ?? 0;
+            const v = int8 && (sc(a) * sc(b)) / sc(out) >= 1 ? 3 : w.version(BuiltinOperator.MUL);
+            w.op(BuiltinOperator.MUL, v, [a, b], [out], BuiltinOptions.MulOptions, new MulOptionsT(act));
             break;
+          }
           case 'sub':
             w.op(BuiltinOperator.SUB, w.version(BuiltinOperator.SUB), [a, b], [out], BuiltinOptions.SubOptions, new SubOptionsT(act));
             break;
