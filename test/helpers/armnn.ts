@@ -48,7 +48,7 @@ export function runArmnn(model: string | Uint8Array, inputs: Float32Array | Uint
     const raw = path.join(dir, 'input.raw');
     fs.writeFileSync(raw, new Uint8Array(inputs.buffer, inputs.byteOffset, inputs.byteLength));
     const r = spawnSync(SYSTEM_PYTHON, [ARMNN_SCRIPT, file, raw], { encoding: 'utf8', maxBuffer: 1 << 28 });
-    if (r.status !== 0) throw new Error(`armnn_run.py failed (${r.status}): ${r.stderr}`);
+    if (r.status !== 0) throw new Error(`armnn_run.py failed (${r.status ?? r.signal}): ${r.stderr}`);
     return JSON.parse(r.stdout) as ArmnnResult;
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

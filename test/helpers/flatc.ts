@@ -66,7 +66,8 @@ export function flatcJson(schema: string, bytes: Uint8Array): any {
 
 /**
  * A .tflite file's model (without buffer contents) and its TFLITE_METADATA decoded by flatc:
- * the independent view of what a file holds.
+ * the independent view of what a file holds. flatc writes every weight byte as a JSON
+ * number first (a 2 MB model takes about 3 s), so for real models prefer `readWithPython`.
  */
 export function dumpTflite(bytes: Uint8Array): { model: any; metadata: any | null } {
   const model = flatcJson(TFLITE_SCHEMA, bytes);
@@ -93,17 +94,31 @@ function pythonGenerated(): string {
   return dir;
 }
 
+export interface PythonTensor {
+  name: string;
+  shape: number[];
+  type: string;
+  /** Per-tensor quantization, when the tensor has it. */
+  quantization?: { scale: number; zero_point: number };
+}
+
 /** What test/tools/tflite_metadata.py reads (Python flatbuffers + zipfile). */
 export interface PythonView {
-  inputs: Array<{ name: string; shape: number[]; type: string }>;
-  outputs: Array<{ name: string; shape: number[]; type: string }>;
+  /** Ops in execution order: builtin names (CONV_2D…) or "CUSTOM:<code>". */
+  operators: string[];
+  /** Tensor counts by type (FLOAT32, INT8…). */
+  tensor_types: Record<string, number>;
+  /** Bytes held by all buffers (weights and the metadata). */
+  buffer_bytes: number;
+  inputs: PythonTensor[];
+  outputs: PythonTensor[];
   metadata_entries: Array<[string, number]>;
   /** ModelMetadataT as a dict, camelCase fields, enums as numbers. */
   metadata: any;
   zip: Array<{ name: string; compress_type: number; header_offset: number; flag_bits: number; text: string }>;
 }
 
-/** Reads a .tflite's tensors, metadata and appended zip with Python alone. */
+/** Reads a .tflite's ops, tensors, metadata and appended zip with Python alone (quick on large models). */
 export function readWithPython(bytes: Uint8Array): PythonView {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'retrain-pyread-'));
   try {

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Reads a .tflite classifier's metadata independently of retrain-ts' TypeScript: Python
+"""Reads a .tflite classifier and its metadata independently of retrain-ts' TypeScript: Python
 flatbuffers (Debian's python3-flatbuffers) with code flatc generates from the repo's .fbs
 files, and Python's zipfile for the appended associated files.
 
 Usage: tflite_metadata.py GENERATED_PY_DIR MODEL.tflite
 GENERATED_PY_DIR holds `flatc --python --gen-object-api` output for schema.fbs and
-metadata_schema.fbs. Prints JSON: the model's input/output tensors, its metadata entries,
-the ModelMetadata (object API, as a dict) and the zip's entries.
+metadata_schema.fbs. Prints JSON: the model's ops in execution order (builtin names, or
+"CUSTOM:<code>"), its input/output tensors (with per-tensor quantization), tensor counts by
+type, the bytes held in buffers, its metadata entries, the ModelMetadata (object API, as a
+dict) and the zip's entries. Reads lazily, so large models are quick.
 """
 import json
 import sys
@@ -16,6 +18,7 @@ sys.path.insert(0, sys.argv[1])
 from tflite.Model import Model  # noqa: E402
 from tflite.ModelMetadata import ModelMetadata, ModelMetadataT  # noqa: E402
 from tflite.TensorType import TensorType  # noqa: E402
+from tflite.BuiltinOperator import BuiltinOperator  # noqa: E402
 
 
 def plain(obj):
@@ -39,10 +42,30 @@ def main():
     model = Model.GetRootAs(buf, 0)
     sg = model.Subgraphs(0)
     type_names = {v: k for k, v in vars(TensorType).items() if not k.startswith("_")}
+    op_names = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
 
     def tensor(i):
         t = sg.Tensors(i)
-        return {"name": t.Name().decode(), "shape": t.ShapeAsNumpy().tolist(), "type": type_names[t.Type()]}
+        out = {"name": t.Name().decode(), "shape": t.ShapeAsNumpy().tolist(), "type": type_names[t.Type()]}
+        q = t.Quantization()
+        if q is not None and q.ScaleLength() == 1 and q.ZeroPointLength() == 1:
+            out["quantization"] = {"scale": float(q.Scale(0)), "zero_point": int(q.ZeroPoint(0))}
+        return out
+
+    def op_name(index):
+        code = model.OperatorCodes(index)
+        # TFLite's rule: the larger of the old byte code and the new int code.
+        builtin = max(code.DeprecatedBuiltinCode(), code.BuiltinCode())
+        if builtin == BuiltinOperator.CUSTOM:
+            return "CUSTOM:" + (code.CustomCode() or b"").decode()
+        return op_names.get(builtin, str(builtin))
+
+    operators = [op_name(sg.Operators(i).OpcodeIndex()) for i in range(sg.OperatorsLength())]
+    tensor_types = {}
+    for i in range(sg.TensorsLength()):
+        name = type_names[sg.Tensors(i).Type()]
+        tensor_types[name] = tensor_types.get(name, 0) + 1
+    buffer_bytes = sum(model.Buffers(i).DataLength() for i in range(model.BuffersLength()))
 
     entries = [(model.Metadata(i).Name().decode(), model.Metadata(i).Buffer()) for i in range(model.MetadataLength())]
     metadata = None
@@ -69,6 +92,9 @@ def main():
                 })
 
     print(json.dumps({
+        "operators": operators,
+        "tensor_types": tensor_types,
+        "buffer_bytes": buffer_bytes,
         "inputs": [tensor(sg.Inputs(i)) for i in range(sg.InputsLength())],
         "outputs": [tensor(sg.Outputs(i)) for i in range(sg.OutputsLength())],
         "metadata_entries": entries,

@@ -15,7 +15,7 @@ import {
   Uint8ArrayWriter,
 } from '@zip.js/zip.js';
 import { RetrainError } from '../../errors.js';
-import { Model, TensorType } from './generated/schema_generated.js';
+import { Model, TensorType, type Tensor } from './generated/schema_generated.js';
 import {
   AssociatedFile,
   AssociatedFileType,
@@ -314,7 +314,22 @@ export interface TfliteMetadata {
   inputWidth: number;
   inputType: IoType;
   outputType: IoType;
+  /** uint8/int8 tensors: real = scale * (q - zeroPoint); null for float32. */
+  inputQuantization: Quantization | null;
+  outputQuantization: Quantization | null;
   minParserVersion: string | null;
+}
+
+export interface Quantization {
+  scale: number;
+  zeroPoint: number;
+}
+
+/** A tensor's per-tensor quantization, or null when it has none. */
+function quantization(t: Tensor): Quantization | null {
+  const q = t.quantization();
+  if (!q || q.scaleLength() !== 1 || q.zeroPointLength() !== 1) return null;
+  return { scale: q.scale(0)!, zeroPoint: Number(q.zeroPoint(0)!) };
 }
 
 function tensorStats(t: TensorMetadataTable): [number, number] | null {
@@ -405,6 +420,8 @@ export async function readTfliteMetadata(bytes: Uint8Array, source = 'the .tflit
     inputWidth: shape[2]!,
     inputType,
     outputType,
+    inputQuantization: inputType === 'float32' ? null : quantization(inTensor),
+    outputQuantization: outputType === 'float32' ? null : quantization(outTensor),
     minParserVersion: meta.minParserVersion(),
   };
 }
