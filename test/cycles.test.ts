@@ -20,10 +20,13 @@ async function importGraph(cwd: string): Promise<DependencyTree> {
 /** The pipeline's order; a file may import its own stage and the ones listed before it. */
 const LAYERS: string[][] = [
   ['src/errors.ts', 'src/log.ts', 'src/util'],
+  // flatc's output for the TFLite schemas: read and written by src/graph, packed by src/export.
+  ['src/export/tflite/generated'],
   ['src/backend.ts'],
   ['src/dataset'],
   ['src/image'],
-  ['src/module'],
+  // The shared graph: module readers and format writers, used by the module's ONNX engine.
+  ['src/module', 'src/graph'],
   ['src/bottleneck'],
   ['src/train'],
   ['src/finetune'],

@@ -14,10 +14,13 @@ export async function exportAccuracy(dir: string, files: string[], y: Int32Array
   const c = await loadClassifier({ graph: dir });
   let right = 0;
   const images = plainImageBatches(c.spec);
+  // .onnx and .tflite classifiers run on ONNX Runtime only.
+  const session = await c.onnx?.session();
   try {
     for (let i = 0; i < files.length; i += batchSize) {
       const x = await images(files.slice(i, i + batchSize), 0);
-      const best = tf.tidy(() => tf.argMax(c.run(x), 1).dataSync());
+      const n = x.shape[0];
+      const best = session ? argMaxRows(await session.run(x.dataSync() as Float32Array, n, c.spec.height, c.spec.width), n) : tf.tidy(() => tf.argMax(c.run(x), 1).dataSync());
       x.dispose();
       best.forEach((p, k) => {
         if (p === y[i + k]) right++;
@@ -27,4 +30,13 @@ export async function exportAccuracy(dir: string, files: string[], y: Int32Array
     c.dispose();
   }
   return files.length ? right / files.length : NaN;
+}
+
+function argMaxRows(scores: Float32Array, n: number): Int32Array {
+  const k = scores.length / n;
+  return Int32Array.from({ length: n }, (_, r) => {
+    let best = 0;
+    for (let j = 1; j < k; j++) if (scores[r * k + j]! > scores[r * k + best]!) best = j;
+    return best;
+  });
 }

@@ -15,6 +15,7 @@ import type { InputSignature, OnnxSession } from '../module/onnx/index.js';
 import { onnxForward, type OnnxForward } from '../module/onnx_forward.js';
 import { readLabels, type RetrainMetadata } from './metadata.js';
 import { isOnnxPath, readOnnxMetadata } from './onnx.js';
+import { isTflitePath } from './tflite.js';
 import { graphDefToArtifacts, readGraphFile, unsupportedOps } from './tfgraph.js';
 
 /** Where the model is and how to feed it: label_image.py's flags; unset ones come from the model. */
@@ -28,6 +29,8 @@ export interface ClassifierOptions {
   /** --input_mean/--input_std: one value, or three per channel (R,G,B). */
   inputMean?: number | number[];
   inputStd?: number | number[];
+  /** ONNX Runtime intra-op threads for .onnx/.tflite classifiers (default: one per core). */
+  threads?: number;
   /** Set: the classifier may run on ONNX Runtime (converted, cached in `cacheDir`, probed against tfjs). */
   onnx?: { cacheDir: string; log: Logger };
 }
@@ -71,6 +74,7 @@ function feedSpec(opts: ClassifierOptions, meta: RetrainMetadata | undefined, mo
 
 export async function loadClassifier(opts: ClassifierOptions): Promise<Classifier> {
   if (isOnnxPath(opts.graph)) return loadOnnxClassifier(opts);
+  if (isTflitePath(opts.graph)) return loadTfliteClassifier(opts);
   const jsonPath = locateModelJson(opts.graph, '--graph', 'give the folder (or model.json) that retrain wrote to --output_graph');
   const files = isFrozenGraph(jsonPath) ? readFrozenGraph(jsonPath) : readModelFiles(jsonPath);
   const meta = (files.json.userDefinedMetadata as { retrain?: RetrainMetadata } | undefined)?.retrain;
@@ -177,6 +181,62 @@ async function loadOnnxClassifier(opts: ClassifierOptions): Promise<Classifier> 
     metadata: meta,
     run: () => {
       throw new RetrainError(`--graph ${opts.graph} is an ONNX model: it runs on onnxruntime only`);
+    },
+    onnx: { session: async () => session, dispose: () => void session.dispose().catch(() => {}) },
+    dispose: () => void session.dispose().catch(() => {}),
+  };
+}
+
+/**
+ * A `.tflite` classifier: read into the shared Graph (quantized tensors as fake-quant
+ * nodes), written as ONNX and run on ONNX Runtime; labels and normalisation come from
+ * its TFLite metadata (flags first).
+ */
+async function loadTfliteClassifier(opts: ClassifierOptions): Promise<Classifier> {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(fs.readFileSync(opts.graph));
+  } catch (err) {
+    throw new UsageError(`--graph ${opts.graph}: cannot read it (${errorMessage(err)}): give the .tflite file retrain wrote to --output_graph`);
+  }
+  const { readTfliteMetadata } = await import('./tflite/metadata.js');
+  const { fromTflite } = await import('../graph/from_tflite.js');
+  const { toOnnx } = await import('../graph/to_onnx.js');
+  const { encodeModel } = await import('../module/onnx/builder.js');
+  let onnxBytes: Uint8Array;
+  let tfl: Awaited<ReturnType<typeof readTfliteMetadata>> | undefined;
+  try {
+    // A model without metadata still runs when --labels and the normalisation flags are given.
+    tfl = await readTfliteMetadata(bytes, `--graph ${opts.graph}`).catch((err: unknown) => {
+      if (opts.labels && opts.inputMean !== undefined && opts.inputStd !== undefined) return undefined;
+      throw err;
+    });
+    onnxBytes = encodeModel(toOnnx(fromTflite(bytes), { outputName: 'final_result' }));
+  } catch (err) {
+    if (err instanceof RetrainError) throw err;
+    throw new RetrainError(`cannot read --graph ${opts.graph} as a TFLite classifier: ${errorMessage(err).split('\n')[0]}`, 1, { cause: err });
+  }
+  const meta = tfl && {
+    inputHeight: tfl.inputHeight,
+    inputWidth: tfl.inputWidth,
+    inputMean: tfl.mean.length === 1 ? tfl.mean[0]! : tfl.mean,
+    inputStd: tfl.std.length === 1 ? tfl.std[0]! : tfl.std,
+  };
+  const spec = feedSpec(opts, meta as RetrainMetadata | undefined, [tfl?.inputHeight, tfl?.inputWidth]);
+  const { createOnnxSession } = await import('../module/onnx/session.js');
+  let session: OnnxSession;
+  try {
+    session = await createOnnxSession(onnxBytes, { threads: opts.threads });
+  } catch (err) {
+    throw new RetrainError(`ONNX Runtime cannot run --graph ${opts.graph} once converted: ${errorMessage(err).split('\n')[0]}`, 1, { cause: err });
+  }
+  opts.onnx?.log.info(`Classifier on onnxruntime (${session.threads} thread${session.threads === 1 ? '' : 's'}): ${opts.graph}`);
+  return {
+    labels: opts.labels ? readLabels(opts.labels) : tfl?.labels,
+    spec,
+    metadata: undefined,
+    run: () => {
+      throw new RetrainError(`--graph ${opts.graph} is a TFLite model: it runs on onnxruntime only`);
     },
     onnx: { session: async () => session, dispose: () => void session.dispose().catch(() => {}) },
     dispose: () => void session.dispose().catch(() => {}),

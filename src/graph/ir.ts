@@ -133,6 +133,20 @@ export interface SqueezeNode extends NodeBase {
   axes: number[];
 }
 
+/**
+ * An integer tensor of a quantized model seen as floats: round(x / scale) + zeroPoint,
+ * clamped to [qmin, qmax], mapped back. Read from int8 .tflite files so that a float
+ * runtime gives what an int8 runtime gives.
+ */
+export interface FakeQuantNode extends NodeBase {
+  op: 'fake_quant';
+  x: string;
+  scale: number;
+  zeroPoint: number;
+  qmin: number;
+  qmax: number;
+}
+
 export type Node =
   | InputNode
   | ConvNode
@@ -145,7 +159,8 @@ export type Node =
   | PadNode
   | ConcatNode
   | ReshapeNode
-  | SqueezeNode;
+  | SqueezeNode
+  | FakeQuantNode;
 
 export type OpName = Node['op'];
 
