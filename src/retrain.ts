@@ -14,6 +14,7 @@ import { RetrainError, UsageError } from './errors.js';
 import { exportIntermediate, exportRetrained } from './export/stage.js';
 import { checkOutputPaths } from './export/outputs.js';
 import { checkOnnxExport, isOnnxPath } from './export/onnx.js';
+import { checkTfliteExport } from './export/tflite.js';
 import { checkTensorFlowExport } from './export/tf.js';
 import { fineTunableLayers } from './finetune/index.js';
 import { fineTuneStage } from './finetune/stage.js';
@@ -75,7 +76,7 @@ async function retrainSteps(o: RetrainOptions, log: Logger, run: RunRecord): Pro
   const extractor = await run.time('module', () => loadModule(o, log));
   run.note({ module: moduleSection(extractor.info) });
   try {
-    refuseUnsupportedRequests(extractor, o);
+    await refuseUnsupportedRequests(extractor, o);
     const { bottlenecks, section } = await run.time('bottlenecks', () => cacheAllBottlenecks(lists, extractor, o, log));
     run.note({ bottlenecks: section });
     if (o.bottlenecksOnly) return await finish(o, { summary: run.sofar(), misclassified: [] });
@@ -121,7 +122,7 @@ async function trainAndExport(
     run.note({ test: test.section });
     throwIfInterrupted(o.signal, 'interrupted before export: the model was not exported; the bottleneck cache is kept');
     const values = await head.values();
-    const exported = await run.time('export', () => exportRetrained(extractor, values, labels, testing, o, log));
+    const exported = await run.time('export', () => exportRetrained(extractor, values, labels, testing, o, log, sets.training));
     if (exported) run.note({ export: exported });
     run.note({ outputs: { output_graph: o.outputGraph, output_labels: o.outputLabels, intermediate } });
     // A signal during the export lets it finish (it is one atomic unit), then stops here.
@@ -135,11 +136,12 @@ async function trainAndExport(
 }
 
 /** Refuses what cannot be done (fine-tuning, a TensorFlow export) before any time goes into bottlenecks. */
-function refuseUnsupportedRequests(extractor: FeatureExtractor, o: RetrainOptions): void {
+async function refuseUnsupportedRequests(extractor: FeatureExtractor, o: RetrainOptions): Promise<void> {
   if (extractor.kind === 'onnx') refuseForOnnxModule(extractor.info.spec, o);
   if (o.fineTuneLayers > 0) fineTunableLayers(extractor, o.fineTuneLayers);
   checkTensorFlowExport(extractor.info, o);
   checkOnnxExport(extractor, o);
+  if (!o.bottlenecksOnly && !o.checkDataset) await checkTfliteExport(extractor, o);
 }
 
 /** An .onnx module runs on onnxruntime only: no fine-tuning, and ONNX is the one format it can be exported to. */

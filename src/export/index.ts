@@ -16,6 +16,7 @@ import { labelsText } from './metadata.js';
 import { MODEL_FILE } from './outputs.js';
 import { publishDir } from './publish.js';
 import { exportOnnx, isOnnxPath } from './onnx.js';
+import { exportTflite, isTflitePath, tfliteWeights, type TfliteExportOptions } from './tflite.js';
 import { exportFrozenGraph, isFrozenGraphPath } from './tf.js';
 import { exportGraph, exportLayers, type ExportOptions } from './tfjs.js';
 
@@ -49,12 +50,14 @@ async function writeTfjs(ex: FeatureExtractor, head: HeadValues, opts: ExportOpt
  */
 export async function exportModel(ex: FeatureExtractor, head: HeadValues, opts: ExportOptions): Promise<void> {
   const onnx = isOnnxPath(opts.dir);
-  // A .pb or a .onnx is one file, renamed into place whole.
-  const frozen = isFrozenGraphPath(opts.dir) || onnx;
+  const tflite = isTflitePath(opts.dir);
+  // A .pb, a .onnx or a .tflite is one file, renamed into place whole.
+  const frozen = isFrozenGraphPath(opts.dir) || onnx || tflite;
   const inside = opts.labelsFile === undefined || frozen ? undefined : within(opts.dir, opts.labelsFile);
   const labels = opts.labelsFile !== undefined && inside === undefined ? await stageFile(opts.labelsFile, labelsText(opts.labels)) : undefined;
   try {
-    if (onnx) await exportOnnx(ex, head, { ...opts, onnxCacheDir: opts.onnxCacheDir ?? path.join(defaultModuleCacheDir(), 'onnx') });
+    if (tflite) await exportTflite(ex, head, { dir: opts.dir, labels: opts.labels, weights: tfliteWeights({ quantize: opts.quantize, quantizeBytes: opts.quantizeBytes }), calibrate: opts.calibrate });
+    else if (onnx) await exportOnnx(ex, head, { ...opts, onnxCacheDir: opts.onnxCacheDir ?? path.join(defaultModuleCacheDir(), 'onnx') });
     else if (frozen) await exportFrozenGraph(ex, head, opts);
     else {
       const topLevel = inside?.split(path.sep)[0];

@@ -82,7 +82,7 @@ function outputsOf(o: OutputPathOptions): Output[] {
   if (o.bottlenecksOnly) return out;
   const labelsIn = path.relative(path.resolve(o.outputGraph), path.resolve(o.outputLabels)).split(path.sep)[0];
   out.push(
-    o.outputGraph.endsWith('.pb')
+    o.outputGraph.endsWith('.pb') || o.outputGraph.endsWith('.tflite')
       ? { flag: '--output_graph', path: o.outputGraph, kind: 'file' }
       : { flag: '--output_graph', path: o.outputGraph, kind: 'folder', replaced: (n) => MODEL_FILE.test(n) || n === labelsIn },
     { flag: '--output_labels', path: o.outputLabels, kind: 'file' },

@@ -8,6 +8,7 @@ import type { HeadValues } from '../train/index.js';
 import { appendHeadToGraph } from './graph.js';
 import { metadataFor } from './metadata.js';
 import { quantizeArtifacts, type QuantizeBytes } from './quantize.js';
+import type { TfliteExportOptions } from './tflite.js';
 
 export interface ExportOptions {
   dir: string;
@@ -21,6 +22,9 @@ export interface ExportOptions {
   flag?: string;
   /** A `.onnx` dir: where the module's conversion is cached (default: <module cache>/onnx). */
   onnxCacheDir?: string;
+  /** A `.tflite` dir: --quantize int8, and how its activation ranges are calibrated. */
+  quantize?: 'int8';
+  calibrate?: TfliteExportOptions['calibrate'];
 }
 
 /** Writes the folder, quantizing the weights first when asked. */

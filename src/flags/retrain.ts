@@ -117,13 +117,14 @@ export const RETRAIN_FLAGS = {
   fineTuneBatchSize: int({ group: G.fineTuning, default: 16, check: batchOf(MAX_IMAGE_BATCH), help: 'images per fine-tuning step' }),
 
   // Outputs
-  outputGraph: filePath({ group: G.outputs, arg: '<dir>', default: tmp('output_graph'), help: 'where to save the trained model: a folder for TF.js, a .pb file for a frozen TensorFlow graph (graph-model modules), or a .onnx file' }),
+  outputGraph: filePath({ group: G.outputs, arg: '<dir>', default: tmp('output_graph'), help: 'where to save the trained model: a folder for TF.js, a .pb file for a frozen TensorFlow graph (graph-model modules), a .onnx file, or a .tflite file' }),
   outputLabels: filePath({ group: G.outputs, arg: '<file>', default: tmp('output_labels.txt'), help: "where to save the trained model's labels" }),
   finalTensorName: string({ group: G.outputs, arg: '<name>', default: 'final_result', check: (v) => (v && !/[\s/:^]/.test(v) ? undefined : "must be a plain name without spaces, '/' or ':'"), help: 'name of the output classification layer' }),
   intermediateOutputGraphsDir: filePath({ group: G.outputs, arg: '<dir>', default: tmp('intermediate_graph'), help: 'where to save the intermediate models' }),
   intermediateStoreFrequency: int({ group: G.outputs, default: 0, check: zeroOrMore('off'), help: 'save an intermediate model every n steps (0: never)' }),
   savedModelDir: filePath({ group: G.outputs, arg: '<dir>', help: 'also write a TensorFlow SavedModel for TF Serving here (graph-model modules)' }),
   quantizeBytes: int({ group: G.outputs, check: (v) => (v === 1 || v === 2 ? undefined : 'must be 1 (uint8) or 2 (float16)'), help: 'store the exported weights as uint8 (1) or float16 (2)' }),
+  quantize: custom({ group: G.outputs, arg: '<scheme>', parse: (t: string) => t as 'int8', format: String, check: (v) => (v === 'int8' ? undefined : 'must be int8'), help: 'full-integer post-training quantization of a .tflite --output_graph (int8, uint8 input and output)' }),
   summaryJson: filePath({ group: G.outputs, arg: '<file>', help: 'write a JSON summary of the run for scripts' }),
   summariesDir: filePath({ group: G.outputs, arg: '<dir>', default: tmp('retrain_logs'), help: 'where to save TensorBoard summaries (train/ and validation/)' }),
   reportDir: filePath({ group: G.outputs, arg: '<dir>', help: 'where to write report.html and its CSVs (default: the folder holding --output_graph)' }),
@@ -150,6 +151,15 @@ const RETRAIN_RULES: ReadonlyArray<CrossCheck<RetrainFlags>> = [
     Number.isInteger(o.shardIndex) && o.shardIndex >= 0 && o.shardIndex < o.shardCount
       ? undefined
       : `--shard_index ${o.shardIndex} must be a whole number from 0 to --shard_count - 1 (${o.shardCount - 1})`,
+  (o) => (o.quantize && o.quantizeBytes ? `--quantize ${o.quantize} and --quantize_bytes ${o.quantizeBytes} both choose the weights' type: give one of them` : undefined),
+  (o) =>
+    o.quantize && !o.outputGraph.endsWith('.tflite')
+      ? `--quantize ${o.quantize} applies to a TFLite model: give --output_graph a .tflite file, or drop --quantize`
+      : undefined,
+  (o) =>
+    o.outputGraph.endsWith('.tflite') && o.quantizeBytes === 1
+      ? `--quantize_bytes 1 (uint8 weights) has no TFLite form: use --quantize int8 or --quantize_bytes 2 with --output_graph ${o.outputGraph}`
+      : undefined,
   (o) =>
     o.shardCount > 1 && !o.bottlenecksOnly
       ? `--shard_count ${o.shardCount} computes only part of the bottlenecks: add --bottlenecks_only, then train in a run without the shard flags`

@@ -37,9 +37,12 @@ export type Attr = { i: number } | { f: number } | { ints: number[] } | { floats
 /** Physical position of each logical NHWC axis in an NCHW tensor. */
 const NCHW_OF_NHWC = [0, 2, 3, 1];
 
-export type Activation = 'linear' | 'relu' | 'relu6' | 'sigmoid' | 'tanh' | 'swish' | 'hard_sigmoid' | 'elu' | 'leaky_relu' | 'softmax';
+import type { Activation, Padding } from '../../graph/ir.js';
+import { outSize, samePads } from '../../graph/shape.js';
+import { transposeArray as transpose } from '../../graph/tensor.js';
 
-export type Padding = 'SAME' | 'VALID' | { top: number; bottom: number; left: number; right: number };
+export type { Activation, Padding };
+export { transpose };
 
 export interface ConvSpec {
   /** TF layout: [kh, kw, cin, cout] (conv) or [kh, kw, cin, multiplier] (depthwise). */
@@ -59,17 +62,6 @@ function attribute(name: string, a: Attr): AttributeProto {
   if ('ints' in a) return { name, type: T.INTS, ints: a.ints };
   if ('floats' in a) return { name, type: T.FLOATS, floats: a.floats };
   return { name, type: T.STRING, s: new TextEncoder().encode(a.s) };
-}
-
-/** TF 'SAME' padding: the odd pixel goes after (bottom/right), as ONNX's SAME_UPPER. */
-function samePads(size: number, k: number, s: number, d: number): [number, number] {
-  const out = Math.ceil(size / s);
-  const total = Math.max((out - 1) * s + (k - 1) * d + 1 - size, 0);
-  return [Math.floor(total / 2), total - Math.floor(total / 2)];
-}
-
-function outSize(size: number, k: number, s: number, d: number, before: number, after: number): number {
-  return Math.floor((size + before + after - ((k - 1) * d + 1)) / s) + 1;
 }
 
 export class GraphBuilder {
@@ -396,30 +388,6 @@ export function valueInfo(name: string, shape: number[]): onnxProto.onnx.IValueI
     name,
     type: { tensorType: { elemType: FLOAT, shape: { dim: shape.map((d, i) => (d > 0 ? { dimValue: d } : { dimParam: i === 0 ? 'N' : `d${i}` })) } } },
   };
-}
-
-/** Permutes a row-major array of `shape` by `perm` (output axis i is input axis perm[i]). */
-export function transpose(data: Float32Array, shape: number[], perm: number[]): Float32Array {
-  const r = shape.length;
-  const outShape = perm.map((p) => shape[p]!);
-  const inStrides = new Array<number>(r);
-  for (let i = r - 1, s = 1; i >= 0; i--) {
-    inStrides[i] = s;
-    s *= shape[i]!;
-  }
-  const stride = perm.map((p) => inStrides[p]!);
-  const out = new Float32Array(data.length);
-  const idx = new Array<number>(r).fill(0);
-  for (let o = 0; o < out.length; o++) {
-    let src = 0;
-    for (let i = 0; i < r; i++) src += idx[i]! * stride[i]!;
-    out[o] = data[src]!;
-    for (let i = r - 1; i >= 0; i--) {
-      if (++idx[i]! < outShape[i]!) break;
-      idx[i] = 0;
-    }
-  }
-  return out;
 }
 
 export function encodeModel(m: ModelProto): Uint8Array {

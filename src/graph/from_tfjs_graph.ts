@@ -1,11 +1,12 @@
 /**
- * TF.js graph models (model.json with a GraphDef-style `modelTopology.node`) → ONNX,
+ * TF.js graph models (model.json with a GraphDef-style `modelTopology.node`) → Graph,
  * from the input Placeholder to the bottleneck node. Only the nodes the bottleneck
- * depends on are converted; their unknown ops are reported together.
+ * depends on are read; their unknown ops are reported together, before anything is built.
  */
 import * as tf from '@tensorflow/tfjs';
-import { GraphBuilder, INPUT_NAME, BOTTLENECK_NAME, type Activation, type ModelProto, type Padding, type Value } from './builder.js';
+import { IrBuilder } from './build.js';
 import { UnsupportedOpsError } from './errors.js';
+import type { Activation, BinaryNode, Graph, Operand, Padding } from './ir.js';
 
 interface AttrValue {
   s?: string;
@@ -36,15 +37,15 @@ const ACTIVATIONS: Record<string, Activation> = {
   LeakyRelu: 'leaky_relu',
   Softmax: 'softmax',
 };
-const BINARY: Record<string, 'Add' | 'Mul' | 'Sub' | 'Div' | 'Max' | 'Min'> = {
-  Add: 'Add',
-  AddV2: 'Add',
-  BiasAdd: 'Add',
-  Mul: 'Mul',
-  Sub: 'Sub',
-  RealDiv: 'Div',
-  Maximum: 'Max',
-  Minimum: 'Min',
+const BINARY: Record<string, BinaryNode['op']> = {
+  Add: 'add',
+  AddV2: 'add',
+  BiasAdd: 'add',
+  Mul: 'mul',
+  Sub: 'sub',
+  RealDiv: 'div',
+  Maximum: 'maximum',
+  Minimum: 'minimum',
 };
 const CONV = new Set(['Conv2D', '_FusedConv2D', 'DepthwiseConv2dNative', 'FusedDepthwiseConv2dNative']);
 const OTHER = new Set([
@@ -71,7 +72,7 @@ const str = (a: AttrValue | undefined): string | undefined => (a?.s === undefine
 const ints = (a: AttrValue | undefined): number[] => (a?.list?.i ?? []).map(Number);
 const fusedOps = (n: TfNode): string[] => (n.attr?.['fused_ops']?.list?.s ?? []).map((s) => Buffer.from(s, 'base64').toString('utf8'));
 
-/** Why a node can't be converted, or undefined when it can. */
+/** Why a node can't be read, or undefined when it can. */
 function unsupported(n: TfNode): string | undefined {
   if (!(n.op in ACTIVATIONS || n.op in BINARY || CONV.has(n.op) || OTHER.has(n.op))) return n.op;
   const fmt = str(n.attr?.['data_format']);
@@ -102,14 +103,18 @@ function decodeConsts(artifacts: tf.io.ModelArtifacts): Map<string, Const> {
   return out;
 }
 
-export interface GraphConvertOptions {
-  /** Node whose output is the bottleneck. */
+export interface TfjsGraphReadOptions {
+  /** Node whose output is the graph's output (the bottleneck). */
   outputNode: string;
   height: number;
   width: number;
 }
 
-export function convertGraphArtifacts(artifacts: tf.io.ModelArtifacts, opts: GraphConvertOptions): ModelProto {
+/**
+ * The nodes `outputNode` depends on as a Graph: input `input` [-1, H, W, 3], output the
+ * node's value. Weights keep the names of the TF constants they come from.
+ */
+export function fromTfjsGraph(artifacts: tf.io.ModelArtifacts, opts: TfjsGraphReadOptions): Graph {
   const topo = artifacts.modelTopology as { node?: TfNode[] };
   const nodes = new Map((topo.node ?? []).map((n) => [n.name, n]));
   const target = nodes.get(opts.outputNode.replace(/:0$/, ''));
@@ -139,20 +144,37 @@ export function convertGraphArtifacts(artifacts: tf.io.ModelArtifacts, opts: Gra
   if (bad.length) throw new UnsupportedOpsError(bad);
   if (order.filter((n) => n.op === 'Placeholder').length !== 1) throw new Error('the bottleneck must depend on exactly one input');
 
-  const weights = decodeConsts(artifacts);
-  const g = new GraphBuilder();
-  const values = new Map<string, Value | Const>();
-  const isConst = (v: Value | Const | undefined): v is Const => v !== undefined && 'data' in v;
+  const consts = decodeConsts(artifacts);
+  const b = new IrBuilder();
+  /** A TF node's value: a graph value, or a constant (a weight once a node reads it). */
+  type Ref = { value: string } | { constant: string };
+  const refs = new Map<string, Ref>();
+  const weightNames = new Map<string, string>();
   const constOf = (name: string, n: TfNode): Const => {
-    const v = values.get(name);
-    if (!isConst(v)) throw new UnsupportedOpsError([`${n.op}(non-constant ${name})`]);
-    return v;
+    const r = refs.get(name);
+    if (!r || !('constant' in r)) throw new UnsupportedOpsError([`${n.op}(non-constant ${name})`]);
+    return consts.get(r.constant)!;
   };
-  const valueOf = (name: string): Value => {
-    const v = values.get(name);
-    if (v === undefined) throw new Error(`value ${name} is missing`);
-    if (!isConst(v)) return v;
-    return { name: g.floatConst(name, v.data, v.shape), shape: v.shape, nchw: false };
+  const weightOf = (name: string, n: TfNode, data?: (c: Const) => Const): string => {
+    const c = constOf(name, n);
+    const r = refs.get(name) as { constant: string };
+    if (data) {
+      const d = data(c);
+      return b.weight(r.constant, d.data, d.shape);
+    }
+    let w = weightNames.get(r.constant);
+    if (w === undefined) weightNames.set(r.constant, (w = b.weight(r.constant, c.data, c.shape)));
+    return w;
+  };
+  const valueOf = (name: string, n: TfNode): string => {
+    const r = refs.get(name);
+    if (r === undefined) throw new Error(`value ${name} is missing`);
+    if ('constant' in r) throw new UnsupportedOpsError([`${n.op}(constant input ${name})`]);
+    return r.value;
+  };
+  const operand = (name: string, n: TfNode): Operand => {
+    const r = refs.get(name)!;
+    return 'value' in r ? r : { weight: weightOf(name, n) };
   };
   const padding = (n: TfNode): Padding => {
     const p = str(n.attr?.['padding']);
@@ -164,83 +186,93 @@ export function convertGraphArtifacts(artifacts: tf.io.ModelArtifacts, opts: Gra
     throw new UnsupportedOpsError([`${n.op}(padding=${p})`]);
   };
   const hw = (list: number[], dflt = 1): [number, number] => (list.length === 4 ? [list[1]!, list[2]!] : [dflt, dflt]);
+  const alphaOf = (n: TfNode, key: string): number | undefined => n.attr?.[key]?.f;
 
+  let input = '';
   for (const n of order) {
     const ins = dataInputs(n);
-    const base = n.name;
-    let out: Value | Const;
-    if (n.op === 'Placeholder') out = g.imageInput(opts.height, opts.width);
+    const name = n.name;
+    let ref: Ref;
+    if (n.op === 'Placeholder') ref = { value: (input = b.input(name, [-1, opts.height, opts.width, 3])) };
     else if (n.op === 'Const') {
-      const c = weights.get(n.name);
-      if (!c) throw new Error(`constant ${n.name} has no value in the weights manifest`);
-      out = c;
-    } else if (n.op === 'Identity' || n.op === 'StopGradient') out = values.get(ins[0]!)!;
+      if (!consts.has(n.name)) throw new Error(`constant ${n.name} has no value in the weights manifest`);
+      ref = { constant: n.name };
+    } else if (n.op === 'Identity' || n.op === 'StopGradient') ref = refs.get(ins[0]!)!;
     else if (CONV.has(n.op)) {
-      const filter = constOf(ins[1]!, n);
       const fused = fusedOps(n);
-      const y = g.conv(
-        valueOf(ins[0]!),
-        {
-          kernel: filter.data,
-          kernelShape: filter.shape,
-          depthwise: n.op.includes('Depthwise'),
+      const act = fused[1] ? ACTIVATIONS[fused[1]]! : 'linear';
+      const alpha = alphaOf(n, 'leakyrelu_alpha');
+      ref = {
+        value: b.add({
+          op: n.op.includes('Depthwise') ? 'depthwise_conv2d' : 'conv2d',
+          name,
+          x: valueOf(ins[0]!, n),
+          filter: weightOf(ins[1]!, n),
+          ...(fused.length ? { bias: weightOf(ins[2]!, n) } : {}),
           strides: hw(ints(n.attr?.['strides'])),
           dilations: hw(ints(n.attr?.['dilations'])),
           padding: padding(n),
-          bias: fused.length ? constOf(ins[2]!, n).data : undefined,
-        },
-        fused[1] ? `${base}/conv` : base,
-      );
-      out = fused[1] ? g.activation(y, ACTIVATIONS[fused[1]]!, base, n.attr?.['leakyrelu_alpha']?.f) : y;
+          activation: act,
+          ...(alpha !== undefined && act === 'leaky_relu' ? { alpha } : {}),
+        }),
+      };
     } else if (n.op === 'MatMul' || n.op === '_FusedMatMul') {
-      const b = constOf(ins[1]!, n);
       const tb = n.attr?.['transpose_b']?.b === true;
-      const kernel = tb ? transpose2(b.data, b.shape) : b.data;
-      const shape: [number, number] = tb ? [b.shape[1]!, b.shape[0]!] : [b.shape[0]!, b.shape[1]!];
+      const kernel = weightOf(ins[1]!, n, tb ? (c) => ({ data: transpose2(c.data, c.shape), shape: [c.shape[1]!, c.shape[0]!] }) : undefined);
       const fused = fusedOps(n);
-      const bias = fused[0] === 'BiasAdd' ? constOf(ins[2]!, n).data : undefined;
-      const y = g.dense(valueOf(ins[0]!), kernel, shape, bias, fused[1] ? `${base}/dense` : base);
-      out = fused[1] ? g.activation(y, ACTIVATIONS[fused[1]]!, base, n.attr?.['leakyrelu_alpha']?.f) : y;
+      const act = fused[1] ? ACTIVATIONS[fused[1]]! : 'linear';
+      const alpha = alphaOf(n, 'leakyrelu_alpha');
+      ref = {
+        value: b.add({
+          op: 'dense',
+          name,
+          x: valueOf(ins[0]!, n),
+          kernel,
+          ...(fused[0] === 'BiasAdd' ? { bias: weightOf(ins[2]!, n) } : {}),
+          activation: act,
+          ...(alpha !== undefined && act === 'leaky_relu' ? { alpha } : {}),
+        }),
+      };
     } else if (n.op in BINARY) {
-      const [a, b] = [values.get(ins[0]!), values.get(ins[1]!)];
-      if (isConst(a) && isConst(b)) throw new UnsupportedOpsError([`${n.op}(two constants)`]);
-      if (isConst(a)) out = g.binaryConst(BINARY[n.op]!, valueOf(ins[1]!), a.data, a.shape, true, base);
-      else if (isConst(b)) out = g.binaryConst(BINARY[n.op]!, valueOf(ins[0]!), b.data, b.shape, false, base);
-      else out = g.binary(BINARY[n.op]!, valueOf(ins[0]!), valueOf(ins[1]!), base);
+      const [x, y] = [refs.get(ins[0]!)!, refs.get(ins[1]!)!];
+      if ('constant' in x && 'constant' in y) throw new UnsupportedOpsError([`${n.op}(two constants)`]);
+      ref = { value: b.add({ op: BINARY[n.op]!, name, a: operand(ins[0]!, n), b: operand(ins[1]!, n), activation: 'linear' }) };
     } else if (n.op in ACTIVATIONS) {
-      out = g.activation(valueOf(ins[0]!), ACTIVATIONS[n.op]!, base, n.attr?.['alpha']?.f);
+      const alpha = alphaOf(n, 'alpha');
+      ref = { value: b.add({ op: 'activation', name, x: valueOf(ins[0]!, n), activation: ACTIVATIONS[n.op]!, ...(alpha !== undefined ? { alpha } : {}) }) };
     } else if (n.op.startsWith('FusedBatchNorm')) {
-      const [scale, offset, mean, variance] = ins.slice(1, 5).map((i) => constOf(i, n).data) as [Float32Array, Float32Array, Float32Array, Float32Array];
-      out = g.batchNorm(valueOf(ins[0]!), { scale, offset, mean, variance, epsilon: n.attr?.['epsilon']?.f ?? 1e-3 }, base);
+      const [scale, offset, mean, variance] = ins.slice(1, 5).map((i) => weightOf(i, n)) as [string, string, string, string];
+      ref = { value: b.add({ op: 'batch_norm', name, x: valueOf(ins[0]!, n), scale, offset, mean, variance, epsilon: n.attr?.['epsilon']?.f ?? 1e-3 }) };
     } else if (n.op === 'Pad' || n.op === 'PadV2') {
       const p = constOf(ins[1]!, n).data;
-      const x = valueOf(ins[0]!);
-      if (x.shape.length !== 4 || p[0] || p[1] || p[6] || p[7]) throw new UnsupportedOpsError([`${n.op}(not H/W)`]);
+      const x = valueOf(ins[0]!, n);
+      if (b.shapeOf(x).length !== 4 || p[0] || p[1] || p[6] || p[7]) throw new UnsupportedOpsError([`${n.op}(not H/W)`]);
       const value = n.op === 'PadV2' ? constOf(ins[2]!, n).data[0]! : 0;
-      out = g.pad(x, { top: p[2]!, bottom: p[3]!, left: p[4]!, right: p[5]! }, base, value);
+      ref = { value: b.add({ op: 'pad', name, x, pads: { top: p[2]!, bottom: p[3]!, left: p[4]!, right: p[5]! }, value }) };
     } else if (n.op === 'AvgPool' || n.op === 'MaxPool') {
-      out = g.pool(valueOf(ins[0]!), n.op === 'AvgPool' ? 'avg' : 'max', hw(ints(n.attr?.['ksize'])), hw(ints(n.attr?.['strides'])), padding(n), base);
+      ref = {
+        value: b.add({ op: n.op === 'AvgPool' ? 'avg_pool' : 'max_pool', name, x: valueOf(ins[0]!, n), ksize: hw(ints(n.attr?.['ksize'])), strides: hw(ints(n.attr?.['strides'])), padding: padding(n) }),
+      };
     } else if (n.op === 'Mean') {
       const axes = Array.from(constOf(ins[1]!, n).data);
-      out = g.mean(valueOf(ins[0]!), axes, n.attr?.['keep_dims']?.b === true, base);
+      ref = { value: b.add({ op: 'mean', name, x: valueOf(ins[0]!, n), axes, keepDims: n.attr?.['keep_dims']?.b === true }) };
     } else if (n.op === 'ConcatV2') {
       const axis = constOf(ins[ins.length - 1]!, n).data[0]!;
-      out = g.concat(ins.slice(0, -1).map((i) => valueOf(i)), axis, base);
+      ref = { value: b.add({ op: 'concat', name, xs: ins.slice(0, -1).map((i) => valueOf(i, n)), axis }) };
     } else if (n.op === 'Reshape') {
-      out = g.reshape(valueOf(ins[0]!), Array.from(constOf(ins[1]!, n).data), base);
+      ref = { value: b.add({ op: 'reshape', name, x: valueOf(ins[0]!, n), target: Array.from(constOf(ins[1]!, n).data) }) };
     } else {
       // Squeeze
-      const x = valueOf(ins[0]!);
+      const x = valueOf(ins[0]!, n);
       let axes = ints(n.attr?.['squeeze_dims']);
-      if (axes.length === 0) axes = x.shape.map((d, i) => (d === 1 ? i : -1)).filter((i) => i >= 0);
-      out = g.dropAxes(x, axes, base);
+      if (axes.length === 0) axes = b.shapeOf(x).map((d, i) => (d === 1 ? i : -1)).filter((i) => i >= 0);
+      ref = { value: b.add({ op: 'squeeze', name, x, axes }) };
     }
-    values.set(n.name, out);
+    refs.set(n.name, ref);
   }
-  const last = values.get(target.name)!;
-  if (isConst(last)) throw new Error(`node ${target.name} is a constant`);
-  const output = g.vectorOutput(last, BOTTLENECK_NAME);
-  return g.model([-1, opts.height, opts.width, 3], output, { 'retrain.input': INPUT_NAME, 'retrain.bottleneck_tensor': target.name });
+  const last = refs.get(target.name)!;
+  if ('constant' in last) throw new Error(`node ${target.name} is a constant`);
+  return b.graph(input, last.value);
 }
 
 function transpose2(data: Float32Array, shape: number[]): Float32Array {
