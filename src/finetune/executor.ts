@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../errors.js';
 import type { Activation, ConvNode, Graph, Node, Padding } from '../graph/ir.js';
-import { valueInputs, weightNames } from './read_graph_model.js';
+import { weightNames, type GraphSplit } from './split.js';
 
 /**
  * matMul whose gradient multiplies by explicitly transposed operands: tfjs-wasm's
@@ -221,73 +221,6 @@ export function runNodes(nodes: Node[], fed: Map<string, tf.Tensor>, wt: (name: 
   };
   for (const node of nodes) if (node.op !== 'input') values.set(node.name, runNode(node, v, wt, basicOps));
   return values;
-}
-
-/** Fills every node's shape by running the graph once on a zero image (batch -1). */
-export function inferShapes(g: Graph, height: number, width: number): void {
-  tf.tidy(() => {
-    const consts = new Map([...g.weights].map(([k, w]) => [k, tf.tensor(w.data, w.shape)]));
-    const input = g.nodes.find((n) => n.name === g.input)!;
-    input.shape = [-1, height, width, 3];
-    const values = runNodes(g.nodes, new Map([[g.input, tf.zeros([1, height, width, 3])]]), (k) => consts.get(k)!, false);
-    for (const n of g.nodes) if (n.op !== 'input') n.shape = [-1, ...values.get(n.name)!.shape.slice(1)];
-  });
-}
-
-/** The layers --fine_tune_layers counts: nodes with weights that learn (conv, depthwise, dense). */
-export const COUNTED_OPS = new Set(['conv2d', 'depthwise_conv2d', 'dense']);
-
-/** Where the graph is cut: the frozen bottom computes `cut`, the top computes the output from it. */
-export interface GraphSplit {
-  /** The single value entering the top. */
-  cut: string;
-  cutShape: number[];
-  /** The top's nodes, in order. */
-  top: Node[];
-  /** The unfrozen nodes, bottom to top (names). */
-  layers: string[];
-  /** Their weights: what trains. */
-  trainable: string[];
-}
-
-/**
- * The top N counted nodes, counted down from the bottleneck, and the cut below them:
- * the latest value such that every node after it that the output needs reads only
- * values computed after it (or the cut itself). A skip connection crossing the
- * input of the lowest unfrozen node moves the cut down to where it starts; the extra
- * nodes run in the top but stay frozen.
- */
-export function splitGraph(g: Graph, n: number, where: string): GraphSplit {
-  const index = new Map(g.nodes.map((node, i) => [node.name, i]));
-  // Only what the output depends on.
-  const needed = new Set<string>([g.output]);
-  for (let i = g.nodes.length - 1; i >= 0; i--) {
-    const node = g.nodes[i]!;
-    if (needed.has(node.name)) for (const x of valueInputs(node)) needed.add(x);
-  }
-  const nodes = g.nodes.filter((node) => needed.has(node.name));
-  const counted = nodes.filter((node) => COUNTED_OPS.has(node.op));
-  if (n > counted.length) throw new UsageError(`--fine_tune_layers ${n} is more than the ${counted.length} layers with weights in module ${where}`);
-  const unfrozen = counted.slice(-n);
-  const lowest = unfrozen[0]!;
-  const first = valueInputs(lowest)[0]!;
-  for (let at = index.get(first)!; at >= 0; at--) {
-    const cut = g.nodes[at]!;
-    if (!needed.has(cut.name)) continue;
-    const top = nodes.filter((node) => index.get(node.name)! > at);
-    const inside = new Set([cut.name, ...top.map((t) => t.name)]);
-    if (top.every((t) => valueInputs(t).every((x) => inside.has(x)))) {
-      if (cut.op === 'input') throw new UsageError(`--fine_tune_layers ${n}: the whole module would train; use a smaller value`);
-      return {
-        cut: cut.name,
-        cutShape: cut.shape.slice(1),
-        top,
-        layers: unfrozen.map((u) => u.name),
-        trainable: [...new Set(unfrozen.flatMap(weightNames))],
-      };
-    }
-  }
-  throw new UsageError(`--fine_tune_layers ${n}: no single value of module ${where} separates the top layers from the rest; use a smaller value`);
 }
 
 /** The top of a graph as a trainable function: activation at the cut in, bottleneck out. */
