@@ -111,8 +111,9 @@ export const RETRAIN_FLAGS = {
   distortionVariants: int({ group: G.distortions, arg: '<k>', default: DEFAULT_DISTORTION_VARIANTS, check: zeroOrMore('fresh distortions each step'), help: 'with distortions: distorted copies per training image, cached once (0: fresh ones every step, as retrain.py)' }),
 
   // Fine-tuning
-  fineTuneLayers: int({ group: G.fineTuning, default: 0, check: zeroOrMore('off'), help: 'after training the head, unfreeze the top n layers (with weights) of a layers-model module and train end to end on images (0: off)' }),
-  fineTuneSteps: int({ group: G.fineTuning, default: 100, check: above0, help: 'fine-tuning steps' }),
+  fineTuneLayers: int({ group: G.fineTuning, default: 0, check: zeroOrMore('off'), help: 'after training the head, unfreeze the top n layers (with weights) of the module and train them with the head on cached activations (0: off)' }),
+  fineTuneEpochs: int({ group: G.fineTuning, default: 4, check: above0, help: 'fine-tuning epochs at most (stops early when validation accuracy stops improving; the best epoch is kept)' }),
+  fineTuneSteps: int({ group: G.fineTuning, check: above0, help: 'fine-tuning steps instead of --fine_tune_epochs (no early stopping)' }),
   fineTuneLearningRate: float({ group: G.fineTuning, check: positiveRate, help: 'fine-tuning learning rate (default: a tenth of --learning_rate)' }),
   fineTuneBatchSize: int({ group: G.fineTuning, default: 16, check: batchOf(MAX_IMAGE_BATCH), help: 'images per fine-tuning step' }),
 
