@@ -50,7 +50,6 @@ export function splitGraph(g: Graph, n: number, where: string): GraphSplit {
     const top = nodes.filter((node) => index.get(node.name)! > at);
     const inside = new Set([cut.name, ...top.map((t) => t.name)]);
     if (top.every((t) => valueInputs(t).every((x) => inside.has(x)))) {
-      if (cut.op === 'input') throw new UsageError(`--fine_tune_layers ${n}: the whole module would train; use a smaller value`);
       return {
         cut: cut.name,
         cutShape: cut.shape.slice(1),
