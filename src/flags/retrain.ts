@@ -112,7 +112,7 @@ export const RETRAIN_FLAGS = {
 
   // Fine-tuning
   fineTuneLayers: int({ group: G.fineTuning, default: 0, check: zeroOrMore('off'), help: 'after training the head, unfreeze the top n layers (with weights) of the module and train them with the head on cached activations (0: off)' }),
-  fineTuneEpochs: int({ group: G.fineTuning, default: 4, check: above0, help: 'fine-tuning epochs at most (stops early when validation accuracy stops improving; the best epoch is kept)' }),
+  fineTuneEpochs: int({ group: G.fineTuning, default: 3, check: above0, help: 'fine-tuning epochs at most (stops early when validation accuracy stops improving; the best epoch is kept)' }),
   fineTuneSteps: int({ group: G.fineTuning, check: above0, help: 'fine-tuning steps instead of --fine_tune_epochs (no early stopping)' }),
   fineTuneLearningRate: float({ group: G.fineTuning, check: positiveRate, help: 'fine-tuning learning rate (default: --learning_rate)' }),
   fineTuneBatchSize: int({ group: G.fineTuning, default: 32, check: batchOf(MAX_IMAGE_BATCH), help: 'cached activations per fine-tuning step' }),
