@@ -161,6 +161,7 @@ test('fine-tuning on cached activations (bottom on ONNX Runtime) matches fine-tu
   }
   const dh = Math.max(...Array.from(a.head.weights, (x, i) => Math.abs(x - b.head.weights[i]!)));
   assert.ok(dh < 1e-4, `head weights differ by ${dh}`);
+  assert.deepEqual(await train(split, cached), a, 'same seed, same weights');
 
   // A rerun reads every activation from the cache; a rewritten image is recomputed.
   const again = await cacheBottlenecks(lists, bottom, { bottleneckDir: bn, log: new MemoryLogger() });
@@ -231,4 +232,34 @@ test('retrain --fine_tune_layers on the built-in graph module: exports carry the
   assert.ok(Math.abs(right / files.length - s2.test.accuracy) < 1e-6, `ONNX export: ${right} of ${files.length} right, the run: ${s2.test.accuracy}`);
   const li = runCli('label-image', ['--graph', onnx, '--labels', path.join(root, 'labels.txt'), '--image', files[0]!]);
   assert.equal(li.status, 0, li.stderr);
+});
+
+test('retrain --fine_tune_layers on a layers module: the export carries the fine-tuned weights', async () => {
+  const root = tempDir();
+  const images = await makeImageDir(path.join(root, 'images'), { classes: CLASSES, perClass: 10 });
+  const moduleDir = await makeResidualModel(path.join(root, 'module'));
+  const out = path.join(root, 'out');
+  const r = runCli('retrain', [
+    '--image_dir', images, '--tfhub_module', moduleDir, '--bottleneck_dir', path.join(root, 'bn'), '--output_graph', out,
+    '--output_labels', path.join(root, 'labels.txt'), '--summary_json', path.join(root, 's.json'), '--how_many_training_steps', '5',
+    '--fine_tune_layers', '2', '--fine_tune_steps', '6', '--fine_tune_batch_size', '4', '--fine_tune_learning_rate', '0.5',
+    // No validation set: nothing to choose an epoch by, so the last weights are kept.
+    '--validation_percentage', '0', '--testing_percentage', '30',
+  ]);
+  assert.equal(r.status, 0, r.stderr);
+  const s = JSON.parse(fs.readFileSync(path.join(root, 's.json'), 'utf8'));
+  assert.deepEqual(s.fine_tune.layers, ['c3', 'c4']);
+  assert.equal(s.fine_tune.steps, 6);
+  const weights = (dir: string) => {
+    const f = readModelFiles(path.join(dir, 'model.json'));
+    return tf.io.decodeWeights(f.artifacts.weightData as ArrayBuffer, f.artifacts.weightSpecs!);
+  };
+  const [before, after] = [weights(moduleDir), weights(out)];
+  const changed = (k: string) => Array.from(after[k]!.dataSync()).some((v, i) => Math.abs(v - before[k]!.dataSync()[i]!) > 1e-6);
+  assert.ok(s.fine_tune.best_epoch > 0);
+  assert.ok(changed('c3/kernel') && changed('c4/depthwise_kernel'), 'the export holds the fine-tuned weights');
+  assert.ok(!changed('c1/kernel'), 'frozen layers keep their weights');
+  const files: string[] = s.test.predictions.map((p: { file: string }) => p.file);
+  const y = Int32Array.from(s.test.predictions, (p: { true_label: string }) => CLASSES.indexOf(p.true_label));
+  assert.ok(Math.abs((await exportAccuracy(out, files, y)) - s.test.accuracy) < 1e-6);
 });
