@@ -13,6 +13,9 @@ import { GraphTop } from './executor.js';
 import { fineTune, splitModule, topBottlenecks, type FineTuneEpoch } from './index.js';
 import { withFineTunedWeights } from './weights.js';
 
+/** Cached distorted variants per image when --distortion_variants is 0 (fresh ones would run the bottom at every step). */
+const FRESH_DISTORTION_VARIANTS = 10;
+
 /** Epochs without a better validation accuracy before fine-tuning stops. */
 export const FINE_TUNE_PATIENCE = 2;
 
@@ -72,7 +75,7 @@ export async function fineTuneStage(
     let training = sets.training;
     if (distortionsOn(o)) {
       // Fresh distortions (--distortion_variants 0) would run the bottom at every step: fine-tuning uses cached variants.
-      const variants = o.distortionVariants || 10;
+      const variants = o.distortionVariants || FRESH_DISTORTION_VARIANTS;
       training = (await distortedTraining(lists, bottom, sets.training, { ...o, distortionVariants: variants, numWorkers }, log)).training;
     }
     const parameters = [...top.variables.values()].reduce((s, v) => s + v.size, 0);
