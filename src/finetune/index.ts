@@ -176,7 +176,7 @@ export async function fineTune(top: GraphTop, head: Head, training: LabeledSet, 
       if (acc === null || acc > best.acc) {
         best = { acc: acc ?? -1, epoch, top: top.values(), head: await head.values() };
         sinceBest = 0;
-      } else if (++sinceBest >= o.patience && o.steps === undefined) {
+      } else if (++sinceBest >= o.patience && o.steps === undefined && epoch < epochs) {
         log.info(`Fine-tuning: no better validation accuracy for ${o.patience} epoch${o.patience === 1 ? '' : 's'}; stopping early`);
         break;
       }
