@@ -17,7 +17,7 @@ import { checkOutputPaths } from './export/outputs.js';
 import { checkOnnxExport, isOnnxPath } from './export/onnx.js';
 import { checkTfliteExport } from './export/tflite.js';
 import { checkTensorFlowExport } from './export/tf.js';
-import { fineTunableLayers } from './finetune/index.js';
+import { splitModule } from './finetune/index.js';
 import { fineTuneStage } from './finetune/stage.js';
 import { RETRAIN_FLAGS, fineTuneRate, validateRetrainOptions, type RetrainOptions } from './flags/retrain.js';
 import { describeFlags } from './flags/table.js';
@@ -116,15 +116,17 @@ async function trainAndExport(
   run.note({ training });
   try {
     const tuned = o.fineTuneLayers > 0
-      ? await run.time('fine_tuning', () => fineTuneStage(extractor, head, sets, { ...o, fineTuneLearningRate: fineTuneRate(o) }, log))
+      ? await run.time('fine_tuning', () => fineTuneStage(extractor, head, lists, { ...o, fineTuneLearningRate: fineTuneRate(o) }, log))
       : undefined;
     if (tuned) run.note({ fine_tune: tuned.summary });
     const testing = tuned?.testing ?? sets.testing;
+    // The fine-tuned module carries the new weights to every export.
+    const exportedModule = tuned?.extractor ?? extractor;
     const test = await run.time('testing', () => finalTest(head, testing, labels, o, log));
     run.note({ test: test.section });
     throwIfInterrupted(o.signal, 'interrupted before export: the model was not exported; the bottleneck cache is kept');
     const values = await head.values();
-    const exported = await run.time('export', () => exportRetrained(extractor, values, labels, testing, o, log, sets.training));
+    const exported = await run.time('export', () => exportRetrained(exportedModule, values, labels, testing, o, log, sets.training));
     if (exported) run.note({ export: exported });
     run.note({ outputs: { output_graph: o.outputGraph, output_labels: o.outputLabels, intermediate } });
     // A signal during the export lets it finish (it is one atomic unit), then stops here.
@@ -140,7 +142,6 @@ async function trainAndExport(
 /** Refuses what cannot be done (fine-tuning, a TensorFlow export) before any time goes into bottlenecks. */
 async function refuseUnsupportedRequests(extractor: FeatureExtractor, o: RetrainOptions): Promise<void> {
   if (extractor.kind === 'onnx') refuseForOnnxModule(extractor.info.spec, o);
-  if (o.fineTuneLayers > 0) fineTunableLayers(extractor, o.fineTuneLayers);
   checkTensorFlowExport(extractor.info, o);
   checkOnnxExport(extractor, o);
   if (!o.bottlenecksOnly && !o.checkDataset) await checkTfliteExport(extractor, o);

@@ -3,19 +3,23 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import '@tensorflow/tfjs-backend-wasm';
-import { UsageError } from '../src/errors.js';
-import { fineTune, forwardSplit, gradientBackend, recomputeBottlenecks, splitModule } from '../src/finetune/index.js';
-import { distortedImageBatches, plainImageBatches } from '../src/image/batches.js';
+import sharp from 'sharp';
+import { cacheBottlenecks } from '../src/bottleneck/index.js';
+import { labeledSet, type LabeledSet } from '../src/bottleneck/sets.js';
+import { createImageLists } from '../src/dataset/index.js';
+import { exportAccuracy } from '../src/export/evaluate.js';
+import type { Graph, Node } from '../src/graph/ir.js';
+import { activationExtractor } from '../src/finetune/activations.js';
+import { GraphTop, fineTune, splitModule, topBottlenecks, type GraphSplit } from '../src/finetune/index.js';
+import { plainImageBatches } from '../src/image/batches.js';
 import { MemoryLogger } from '../src/log.js';
-import { loadFeatureExtractor } from '../src/module/index.js';
+import { createOnnxSession } from '../src/module/onnx/session.js';
+import { DEFAULT_MODULE, loadFeatureExtractor } from '../src/module/index.js';
 import { folderSaveHandler, readModelFiles } from '../src/module/io.js';
-import { Head, trainHead, type LabeledSet } from '../src/train/index.js';
-import { SHARED, makeGraphModel, makeImageDir, makeLayersModel, runCli, tempDir, useCpuBackend } from './helpers/fixtures.js';
+import { Head } from '../src/train/index.js';
+import { REPO_ROOT, makeImageDir, runCli, tempDir, useCpuBackend } from './helpers/fixtures.js';
 
-const SHARED_NESTED = path.join(SHARED, 'models', 'mobilenet_v2_035_224');
-
-/** A module with a residual connection: conv 3x3 → depthwise 3x3 → add(c1, c2) → conv 1x1 → depthwise 3x3 stride 2 → pool. */
+/** A module with a residual connection: conv 3x3 → depthwise 3x3 → add(c2, c1) → conv 1x1 → depthwise 3x3 stride 2 → pool. */
 async function makeResidualModel(dir: string): Promise<string> {
   await useCpuBackend();
   const init = (seed: number) => tf.initializers.glorotUniform({ seed });
@@ -32,243 +36,230 @@ async function makeResidualModel(dir: string): Promise<string> {
   return dir;
 }
 
-async function labeled(images: string, classes: string[]): Promise<LabeledSet> {
-  const files: string[] = [];
-  const y: number[] = [];
-  classes.forEach((c, k) => {
-    for (const f of fs.readdirSync(path.join(images, c)).sort()) {
-      files.push(path.join(images, c, f));
-      y.push(k);
-    }
-  });
-  return { files, y: Int32Array.from(y), x: new Float32Array(0) };
-}
+/** In the order retrain lists them (sorted). */
+const CLASSES = ['blue', 'green', 'red'];
 
-test('splitModule: top N layers with weights; refuses graph modules and too large N', async () => {
+test('splitModule: the top N layers with weights and the single value below them; a skip connection moves the cut down', async () => {
   await useCpuBackend();
   const ex = await loadFeatureExtractor({ spec: await makeResidualModel(tempDir()), cacheDir: '', log: new MemoryLogger() });
-  const s = splitModule(ex, 3);
-  assert.deepEqual(s.top.map((l) => l.name), ['c2', 'c3', 'c4']);
-  assert.deepEqual(s.region.map((l) => l.name), ['c2', 'add', 'c3', 'c4', 'pool']);
-  assert.deepEqual(s.frontier.map((t) => t.sourceLayer.name), ['c1'], 'the skip connection from c1 is fed, not recomputed');
-  assert.deepEqual(s.variables.map((v) => v.shape), [[3, 3, 4, 1], [4], [1, 1, 4, 6], [6], [3, 3, 6, 1], [6]]);
-  assert.equal(gradientBackend(s), 'cpu', 'the tests run on cpu');
-  const x = tf.randomUniform([3, 32, 32, 3], -1, 1, 'float32', 5) as tf.Tensor4D;
-  const split = forwardSplit(s, x).arraySync();
-  const full = ex.extract(x).arraySync();
-  split.forEach((row, i) => row.forEach((v, k) => assert.ok(Math.abs(v - full[i]![k]!) < 1e-5, `[${i},${k}] ${v} vs ${full[i]![k]}`)));
-  // The 3x3 Conv2D c1 has no basic-op form: with it unfrozen on wasm, the top runs on cpu.
-  await tf.setBackend('wasm');
-  assert.equal(gradientBackend(splitModule(ex, 3)), 'wasm');
-  assert.equal(gradientBackend(splitModule(ex, 4)), 'cpu');
-  await tf.setBackend('cpu');
-  assert.throws(() => splitModule(ex, 5), (e: Error) => e instanceof UsageError && /--fine_tune_layers 5 is more than the 4 layers with weights/.test(e.message));
+  const two = (await splitModule(ex, 2)).split;
+  assert.deepEqual(two.layers, ['c3', 'c4']);
+  assert.equal(two.cut, 'add');
+  assert.deepEqual(two.cutShape, [32, 32, 4]);
+  const three = (await splitModule(ex, 3)).split;
+  assert.deepEqual(three.layers, ['c2', 'c3', 'c4']);
+  assert.equal(three.cut, 'c1', 'c2 and the skip connection both read c1');
+  await assert.rejects(splitModule(ex, 5), /--fine_tune_layers 5 is more than the 4 layers with weights/);
   ex.dispose();
-  const g = await loadFeatureExtractor({ spec: makeGraphModel(tempDir()), cacheDir: '', log: new MemoryLogger() });
-  assert.throws(() => splitModule(g, 1), (e: Error) => e instanceof UsageError && /--fine_tune_layers works with layers-model modules only/.test(e.message));
-  g.dispose();
+
+  // MobileNet V2 (the built-in graph module): top 4 = block 16 and Conv_1, entered by block 15's output.
+  const builtin = await loadFeatureExtractor({ spec: DEFAULT_MODULE, cacheDir: '', log: new MemoryLogger() });
+  const four = (await splitModule(builtin, 4)).split;
+  assert.match(four.cut, /expanded_conv_15\/add$/);
+  assert.deepEqual(four.cutShape, [7, 7, 160]);
+  // Top 5 starts at block 15's project conv, but block 15's residual add also reads block 14's output: the cut moves below it.
+  const five = (await splitModule(builtin, 5)).split;
+  assert.match(five.cut, /expanded_conv_14\/add$/);
+  assert.equal(five.layers.length, 5);
+  assert.ok(five.top.some((n) => /expanded_conv_15\/expand/.test(n.name)) && !five.layers.some((l) => /expanded_conv_15\/expand/.test(l)), 'the extra nodes run in the top but stay frozen');
+  builtin.dispose();
 });
 
-test('fineTune: updates only the top layers and the head, lowers the loss, same seed same weights', async () => {
-  await useCpuBackend();
-  const root = tempDir();
-  const classes = ['red', 'green', 'blue'];
-  const images = await makeImageDir(path.join(root, 'images'), { classes, perClass: 8 });
-  const moduleDir = await makeResidualModel(path.join(root, 'module'));
-  const run = async () => {
-    const ex = await loadFeatureExtractor({ spec: moduleDir, cacheDir: '', log: new MemoryLogger() });
-    const batches = plainImageBatches(ex.inputSpec);
-    const set = await recomputeBottlenecks(ex, await labeled(images, classes), batches, 5);
-    const size = ex.info.bottleneckSize;
-    // A barely trained head, so fine-tuning has something to improve.
-    const trained = await trainHead(set, set, 3, size, { steps: 5, learningRate: 0.1, trainBatchSize: 8, validationBatchSize: -1, evalStepInterval: 5, seed: 1, log: new MemoryLogger() });
-    const head: Head = trained.head;
-    const loss = (s: LabeledSet) => tf.tidy(() => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(s.y, 'int32'), 3), head.logits(tf.tensor2d(s.x, [s.y.length, size]))).dataSync()[0]!);
-    const before = loss(set);
-    const weightsOf = (name: string) => (ex.kind === 'layers' ? ex.model : assert.fail('a layers module')).getLayer(name).getWeights().map((w) => Array.from(w.dataSync()));
-    const c1 = weightsOf('c1');
-    const c3 = weightsOf('c3');
-    const headBefore = await head.values();
-    const log = new MemoryLogger();
-    const r = await fineTune(ex, head, set, { layers: 3, steps: 12, learningRate: 0.05, batchSize: 6, evalStepInterval: 4, seed: 2, optimizer: 'adam', batches, log });
-    assert.deepEqual(r.layers, ['c2', 'c3', 'c4']);
-    assert.deepEqual(r.history.map((h) => h.step), [0, 4, 8, 11]);
-    assert.deepEqual(weightsOf('c1'), c1, 'frozen layers keep their weights');
-    assert.notDeepEqual(weightsOf('c3'), c3, 'unfrozen layers change');
-    assert.notDeepEqual(await head.values(), headBefore, 'the head trains too');
-    // The module's own predict (what the export and label-image run) sees the new weights.
-    const after = loss(await recomputeBottlenecks(ex, set, batches, 5));
-    assert.ok(after < before * 0.8, `loss ${before} → ${after}`);
-    assert.ok(log.lines.some((l) => /Fine-tune step 11: Cross entropy = [\d.]+/.test(l)));
-    const out = { c3: weightsOf('c3'), head: await head.values(), after };
-    head.dispose();
-    ex.dispose();
-    return out;
-  };
-  const a = await run();
-  const b = await run();
-  assert.deepEqual(a, b);
-});
-
-test('retrain --fine_tune_layers: the export holds the fine-tuned module and label-image uses it', async () => {
-  const root = tempDir();
-  const images = await makeImageDir(path.join(root, 'images'), { classes: ['red', 'green', 'blue'], perClass: 12 });
-  const moduleDir = await makeLayersModel(path.join(root, 'module'));
-  const args = (extra: string[]) => [
-    '--image_dir', images,
-    '--tfhub_module', moduleDir,
-    '--bottleneck_dir', path.join(root, 'bottlenecks'),
-    '--output_graph', path.join(root, 'out'),
-    '--output_labels', path.join(root, 'labels.txt'),
-    '--summary_json', path.join(root, 'summary.json'),
-    '--summaries_dir', path.join(root, 'logs'),
-    '--how_many_training_steps', '20',
-    '--learning_rate', '0.5',
-    '--eval_step_interval', '10',
-    // wasm has no convolution gradients: the fixture's 3x3 conv trains on cpu while the rest stays on wasm.
-    '--backend', 'wasm',
-    ...extra,
+/** A hand-built graph with every convolution form the basic-op path covers. */
+function convGraph(): { graph: Graph; split: GraphSplit } {
+  const r = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 7.1 + i * 1.3) * 0.5);
+  const weights = new Map([
+    ['k1', { data: r(3 * 3 * 3 * 4, 1), shape: [3, 3, 3, 4] }],
+    ['b1', { data: r(4, 2), shape: [4] }],
+    ['d2', { data: r(3 * 3 * 4, 3), shape: [3, 3, 4, 1] }],
+    ['d3', { data: r(3 * 3 * 4, 4), shape: [3, 3, 4, 1] }],
+    ['k4', { data: r(4 * 5, 5), shape: [1, 1, 4, 5] }],
+    ['g', { data: r(5, 6).map((v) => 1 + v), shape: [5] }],
+    ['o', { data: r(5, 7), shape: [5] }],
+    ['m', { data: r(5, 8), shape: [5] }],
+    ['v', { data: r(5, 9).map((v) => 1 + Math.abs(v)), shape: [5] }],
+  ]);
+  const nodes: Node[] = [
+    { op: 'input', name: 'x', shape: [-1, 9, 9, 3] },
+    { op: 'conv2d', name: 'c1', x: 'x', filter: 'k1', bias: 'b1', strides: [1, 1], dilations: [1, 1], padding: 'SAME', activation: 'relu6', shape: [-1, 9, 9, 4] },
+    { op: 'depthwise_conv2d', name: 'c2', x: 'c1', filter: 'd2', strides: [2, 2], dilations: [1, 1], padding: 'SAME', activation: 'linear', shape: [-1, 5, 5, 4] },
+    { op: 'depthwise_conv2d', name: 'c3', x: 'c2', filter: 'd3', strides: [1, 1], dilations: [1, 1], padding: 'VALID', activation: 'relu', shape: [-1, 3, 3, 4] },
+    { op: 'conv2d', name: 'c4', x: 'c3', filter: 'k4', strides: [1, 1], dilations: [1, 1], padding: 'SAME', activation: 'linear', shape: [-1, 3, 3, 5] },
+    { op: 'batch_norm', name: 'bn', x: 'c4', scale: 'g', offset: 'o', mean: 'm', variance: 'v', epsilon: 1e-3, shape: [-1, 3, 3, 5] },
+    { op: 'mean', name: 'pool', x: 'bn', axes: [1, 2], keepDims: false, shape: [-1, 5] },
   ];
-  const r = runCli('retrain', args(['--fine_tune_layers', '1', '--fine_tune_steps', '4', '--fine_tune_batch_size', '4', '--quantize_bytes', '2']));
-  assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stderr, /Fine-tuning the top 1 layers of the module \(conv … conv, 224 values\) with the head: 4 steps of 4 images at learning rate 0\.05\b/);
-  assert.match(r.stderr, /the wasm backend has no convolution gradients; the frozen layers run on wasm, the unfrozen top on cpu/);
-  assert.match(r.stderr, /Fine-tuning: validation accuracy [\d.]+% before, [\d.]+% after/);
-  assert.match(r.stderr, /Export with float16 weights: \d+ bytes; test accuracy loaded back = [\d.]+%/);
-  const summary = JSON.parse(fs.readFileSync(path.join(root, 'summary.json'), 'utf8'));
-  assert.deepEqual(summary.fine_tune.layers, ['conv']);
-  assert.equal(summary.fine_tune.learning_rate, 0.05, 'a tenth of --learning_rate');
-  assert.equal(summary.export.quantize_bytes, 2);
-  assert.equal(summary.export.test_accuracy, summary.test.accuracy, 'float16 export classifies the test images as the run did');
-
-  // The exported conv kernel is the fine-tuned one, not the module's.
-  const exported = readModelFiles(path.join(root, 'out', 'model.json'));
-  const original = readModelFiles(path.join(moduleDir, 'model.json'));
-  const kernel = (f: typeof exported) => tf.io.decodeWeights(f.artifacts.weightData as ArrayBuffer, f.artifacts.weightSpecs!)['conv/kernel']!.dataSync();
-  const diff = Math.max(...Array.from(kernel(exported)).map((v, i) => Math.abs(v - kernel(original)[i]!)));
-  assert.ok(diff > 1e-3, `kernel changed by ${diff}`);
-
-  const li = runCli('label-image', ['--graph', path.join(root, 'out'), '--image', path.join(images, 'green', 'green_000.png')]);
-  assert.equal(li.status, 0, li.stderr);
-  assert.match(li.stdout, /^green \d\.\d+/);
-
-  const g = runCli('retrain', [...args(['--fine_tune_layers', '2']).map((a) => (a === moduleDir ? makeGraphModel(path.join(root, 'gmodule')) : a))]);
-  assert.equal(g.status, 2);
-  assert.match(g.stderr, /--fine_tune_layers works with layers-model modules only; .* is a graph-model/);
-  assert.doesNotMatch(g.stderr, /\n\s+at .*:\d+:\d+/);
-});
-
-test('fineTune: batch normalization stays in inference mode (moving statistics untouched, gamma/beta trained)', async () => {
-  await useCpuBackend();
-  const dir = tempDir();
-  const m = tf.sequential({
-    layers: [
-      tf.layers.conv2d({ inputShape: [8, 8, 3], filters: 4, kernelSize: 1, name: 'pw', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
-      tf.layers.batchNormalization({ name: 'bn', movingMeanInitializer: tf.initializers.constant({ value: 0.3 }), movingVarianceInitializer: tf.initializers.constant({ value: 2 }) }),
-      tf.layers.reLU({ name: 'relu' }),
-      tf.layers.globalAveragePooling2d({ name: 'pool' }),
-    ],
-  });
-  await m.save(folderSaveHandler(dir));
-  m.dispose();
-  const ex = await loadFeatureExtractor({ spec: dir, cacheDir: '', log: new MemoryLogger() });
-  const bn = () => (ex.kind === 'layers' ? ex.model : assert.fail('a layers module')).getLayer('bn').getWeights().map((w) => Array.from(w.dataSync()));
-  const before = bn();
-  const x = tf.randomUniform([4, 8, 8, 3], -1, 1, 'float32', 3) as tf.Tensor4D;
-  const s = splitModule(ex, 2);
-  const a = forwardSplit(s, x).arraySync();
-  const b = ex.extract(x).arraySync();
-  a.forEach((row, i) => row.forEach((v, k) => assert.ok(Math.abs(v - b[i]![k]!) < 1e-5, 'the split forward uses the moving statistics')));
-  const head = new Head(4, 2, 1);
-  await fineTune(ex, head, { x: new Float32Array(0), y: Int32Array.from([0, 1, 0, 1]), files: ['a', 'b', 'c', 'd'] }, {
-    layers: 2, steps: 5, learningRate: 0.5, batchSize: 4, evalStepInterval: 5, seed: 1, optimizer: 'sgd',
-    batches: async (files, step) => tf.randomUniform([files.length, 8, 8, 3], -1, 1, 'float32', step + 1) as tf.Tensor4D,
-    log: new MemoryLogger(),
-  });
-  const after = bn();
-  assert.notDeepEqual(after[0], before[0], 'gamma trains');
-  assert.notDeepEqual(after[1], before[1], 'beta trains');
-  assert.deepEqual(after.slice(2), before.slice(2), 'moving mean and variance stay');
-  head.dispose();
-  ex.dispose();
-});
-
-test('fine-tuning batches: distorted ones are repeatable per step and differ from the plain images', async () => {
-  await useCpuBackend();
-  const images = await makeImageDir(tempDir(), { classes: ['a'], perClass: 3, width: 48, height: 40 });
-  const files = ['a_000.png', 'a_001.png', 'a_002.png'].map((f) => path.join(images, 'a', f));
-  const spec = { height: 32, width: 32, mean: 127.5, std: 127.5 };
-  const settings = { flipLeftRight: true, randomCrop: 20, randomScale: 20, randomBrightness: 20 };
-  const data = async (t: Promise<tf.Tensor4D>) => {
-    const x = await t;
-    const d = Array.from(await x.data());
-    x.dispose();
-    return d;
-  };
-  const plain = await data(plainImageBatches(spec)(files, 0));
-  const d1 = distortedImageBatches(spec, settings, 5);
-  const step3 = await data(d1(files, 3));
-  const step4 = await data(d1(files, 4));
-  const again = await data(distortedImageBatches(spec, settings, 5)(files, 3));
-  assert.deepEqual(again, step3, 'same seed and step, same pixels');
-  assert.notDeepEqual(step3, step4, 'another step draws other distortions');
-  assert.notDeepEqual(step3, plain);
-  assert.equal(step3.length, plain.length);
-});
-
-/** Teachable Machine's shape: a Sequential whose first layer is a functional model (conv → depthwise → conv), then pooling. */
-async function makeNestedModel(dir: string): Promise<string> {
-  await useCpuBackend();
-  const init = (seed: number) => tf.initializers.glorotUniform({ seed });
-  const input = tf.input({ shape: [32, 32, 3] });
-  const c1 = tf.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same', activation: 'relu', name: 'n_c1', kernelInitializer: init(1) }).apply(input) as tf.SymbolicTensor;
-  const c2 = tf.layers.depthwiseConv2d({ kernelSize: 3, padding: 'same', activation: 'relu', name: 'n_c2', depthwiseInitializer: init(2) }).apply(c1) as tf.SymbolicTensor;
-  const c3 = tf.layers.conv2d({ filters: 6, kernelSize: 1, activation: 'relu', name: 'n_c3', kernelInitializer: init(3) }).apply(c2) as tf.SymbolicTensor;
-  const inner = tf.model({ inputs: input, outputs: c3, name: 'inner_model' });
-  const outer = tf.sequential({ layers: [inner, tf.layers.globalAveragePooling2d({ name: 'n_pool' })] });
-  await outer.save(folderSaveHandler(dir));
-  outer.dispose();
-  return dir;
+  const graph: Graph = { nodes, input: 'x', output: 'pool', weights };
+  return { graph, split: { cut: 'x', cutShape: [9, 9, 3], top: nodes.slice(1), layers: ['c1', 'c2', 'c3', 'c4', 'bn'], trainable: ['k1', 'b1', 'd2', 'd3', 'k4', 'g', 'o'] } };
 }
 
-test('nested layers models: inner layers are counted, unfrozen and trained; features equal the nested model', async () => {
+test('GraphTop: convolutions from basic ops give the same values and gradients as tfjs convolutions', async () => {
   await useCpuBackend();
-  const dir = await makeNestedModel(tempDir());
-  const nested = await tf.loadLayersModel(tf.io.fromMemory(readModelFiles(path.join(dir, 'model.json')).artifacts));
-  assert.equal(nested.layers.filter((l) => l.weights.length > 0).length, 1, 'tfjs sees the inner model as one layer');
-  const ex = await loadFeatureExtractor({ spec: dir, cacheDir: '', log: new MemoryLogger() });
-  const x = tf.randomUniform([2, 32, 32, 3], -1, 1, 'float32', 9) as tf.Tensor4D;
-  const want = (nested.predict(x) as tf.Tensor).arraySync() as number[][];
-  const got = ex.extract(x).arraySync();
-  got.forEach((row, i) => row.forEach((v, k) => assert.ok(Math.abs(v - want[i]![k]!) < 1e-5)));
-  const s = splitModule(ex, 3);
-  assert.deepEqual(s.top.map((l) => l.name), ['n_c1', 'n_c2', 'n_c3']);
-  assert.throws(() => splitModule(ex, 4), /--fine_tune_layers 4 is more than the 3 layers with weights/);
-  nested.dispose();
+  const { graph, split } = convGraph();
+  const top = new GraphTop(graph, split);
+  const x = tf.randomUniform([2, 9, 9, 3], -1, 1, 'float32', 4);
+  const r = tf.randomUniform([2, 5], -1, 1, 'float32', 5);
+  const run = (basic: boolean) => {
+    const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(top.forward(x, basic), r)) as tf.Scalar, [...top.variables.values()]);
+    const out = { value: value.dataSync()[0]!, grads: Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, Array.from(g.dataSync())])) };
+    tf.dispose([value, ...Object.values(grads)]);
+    return out;
+  };
+  const native = run(false);
+  const basic = run(true);
+  assert.ok(Math.abs(native.value - basic.value) < 1e-4, `${native.value} vs ${basic.value}`);
+  assert.equal(Object.keys(native.grads).length, 7);
+  for (const [k, g] of Object.entries(native.grads)) {
+    const b = basic.grads[k]!;
+    const d = Math.max(...g.map((v, i) => Math.abs(v - b[i]!)));
+    assert.ok(d < 1e-4, `gradient of ${k} differs by ${d}`);
+    assert.ok(g.some((v) => v !== 0), `gradient of ${k} is not all zero`);
+  }
+  tf.dispose([x, r]);
+  top.dispose();
+});
+
+test('fine-tuning on cached activations (bottom on ONNX Runtime) matches fine-tuning end to end on images; the cache is reused and follows image changes', async () => {
+  await useCpuBackend();
+  const root = tempDir();
+  const images = await makeImageDir(path.join(root, 'images'), { classes: CLASSES, perClass: 4 });
+  const ex = await loadFeatureExtractor({ spec: await makeResidualModel(path.join(root, 'module')), cacheDir: '', log: new MemoryLogger() });
+  const { graph, split } = await splitModule(ex, 2);
+  const log = new MemoryLogger();
+  const { extractor: bottom, onOrt } = await activationExtractor(ex, graph, split, { log });
+  assert.ok(onOrt, log.lines.join('\n'));
+  const lists = await createImageLists(images, { testingPercentage: 0, validationPercentage: 0 }, new MemoryLogger());
+  const bn = path.join(root, 'bn');
+  const acts = await cacheBottlenecks(lists, bottom, { bottleneckDir: bn, log: new MemoryLogger() });
+  assert.equal(acts.computed, 12);
+  const cached = labeledSet(lists, acts, 'training');
+
+  // End to end: the same top and head trained from the images, the frozen part run by tfjs in the same graph.
+  const set = cached;
+  const pixels = await plainImageBatches(ex.inputSpec)(set.files, 0);
+  const onImages: LabeledSet = { ...set, x: (await pixels.data()) as Float32Array };
+  pixels.dispose();
+  const whole: GraphSplit = { ...split, cut: graph.input, cutShape: [32, 32, 3], top: graph.nodes.filter((n) => n.op !== 'input') };
+
+  const train = async (s: GraphSplit, rows: LabeledSet) => {
+    const top = new GraphTop(graph, s);
+    const head = new Head(ex.info.bottleneckSize, 3, 1);
+    const empty = { x: new Float32Array(0), y: new Int32Array(0), files: [] };
+    await fineTune(top, head, rows, empty, { epochs: 1, steps: 3, learningRate: 0.5, batchSize: 4, patience: 2, seed: 3, optimizer: 'sgd', log: new MemoryLogger() });
+    const out = { top: top.values(), head: await head.values() };
+    top.dispose();
+    head.dispose();
+    return out;
+  };
+  const a = await train(split, cached);
+  const b = await train(whole, onImages);
+  assert.deepEqual([...a.top.keys()].sort(), ['c3/bias', 'c3/kernel', 'c4/bias', 'c4/depthwise_kernel']);
+  const original = graph.weights.get('c3/kernel')!.data;
+  assert.ok(a.top.get('c3/kernel')!.some((v, i) => Math.abs(v - original[i]!) > 1e-4), 'the top trained');
+  for (const [k, v] of a.top) {
+    const d = Math.max(...Array.from(v, (x, i) => Math.abs(x - b.top.get(k)![i]!)));
+    assert.ok(d < 1e-4, `${k}: cached and end-to-end weights differ by ${d}`);
+  }
+  const dh = Math.max(...Array.from(a.head.weights, (x, i) => Math.abs(x - b.head.weights[i]!)));
+  assert.ok(dh < 1e-4, `head weights differ by ${dh}`);
+  assert.deepEqual(await train(split, cached), a, 'same seed, same weights');
+
+  // A rerun reads every activation from the cache; a rewritten image is recomputed.
+  const again = await cacheBottlenecks(lists, bottom, { bottleneckDir: bn, log: new MemoryLogger() });
+  assert.deepEqual([again.computed, again.cached], [0, 12]);
+  const changed = set.files[0]!;
+  await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 10, g: 10, b: 10 } } }).png().toFile(changed + '.tmp.png');
+  fs.renameSync(changed + '.tmp.png', changed);
+  const third = await cacheBottlenecks(lists, bottom, { bottleneckDir: bn, log: new MemoryLogger() });
+  assert.deepEqual([third.computed, third.cached], [1, 11]);
+  assert.notDeepEqual(Array.from(third.values.get(changed)!), Array.from(acts.values.get(changed)!));
+  bottom.dispose();
   ex.dispose();
 });
 
-test('retrain --fine_tune_layers counts layers inside a nested model (Teachable Machine base)', async () => {
+test('retrain --fine_tune_layers on the built-in graph module: exports carry the fine-tuned weights and reproduce the test accuracy', async () => {
   const root = tempDir();
-  const images = await makeImageDir(path.join(root, 'images'), { perClass: 8, width: 40, height: 30 });
-  const module = await makeNestedModel(path.join(root, 'module'));
+  const images = await makeImageDir(path.join(root, 'images'), { classes: CLASSES, perClass: 12 });
+  const args = (out: string, extra: string[] = []) => [
+    '--image_dir', images,
+    '--bottleneck_dir', path.join(root, 'bn'),
+    '--output_graph', out,
+    '--output_labels', path.join(root, 'labels.txt'),
+    '--summary_json', path.join(root, 'summary.json'),
+    '--how_many_training_steps', '10',
+    '--testing_percentage', '25',
+    '--fine_tune_layers', '2',
+    '--fine_tune_epochs', '2',
+    '--fine_tune_learning_rate', '0.05',
+    ...extra,
+  ];
+  const out = path.join(root, 'out');
+  const r = runCli('retrain', args(out));
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /Fine-tuning: the frozen bottom \(input → \S+expanded_conv_16\/depthwise\/Relu6\) runs on onnxruntime/);
+  assert.match(r.stderr, /Fine-tune epoch 1 \(step \d+\): Cross entropy = [\d.]+, Validation accuracy = [\d.]+%/);
+  const s = JSON.parse(fs.readFileSync(path.join(root, 'summary.json'), 'utf8'));
+  assert.equal(s.fine_tune.layers.length, 2);
+  assert.deepEqual(s.fine_tune.activation_shape, [7, 7, 960]);
+  assert.equal(s.fine_tune.activations.computed, 36);
+
+  // The TF.js export holds the fine-tuned Conv_1 weights, and classifies the test images as the run did.
+  const kernel = (dir: string) => tf.io.decodeWeights(readModelFiles(path.join(dir, 'model.json')).artifacts.weightData as ArrayBuffer, readModelFiles(path.join(dir, 'model.json')).artifacts.weightSpecs!)['module/MobilenetV2/Conv_1/weights']!.dataSync();
+  const moved = s.fine_tune.best_epoch > 0;
+  const before = kernel(path.join(REPO_ROOT, 'models', 'mobilenet_v2_100_224_feature_vector'));
+  const after = kernel(out);
+  let diff = 0;
+  for (let i = 0; i < after.length; i++) diff = Math.max(diff, Math.abs(after[i]! - before[i]!));
+  assert.equal(diff > 0, moved, `Conv_1 changed by ${diff}, best epoch ${s.fine_tune.best_epoch}`);
+  const files: string[] = s.test.predictions.map((p: { file: string }) => p.file);
+  const y = Int32Array.from(s.test.predictions, (p: { true_label: string }) => CLASSES.indexOf(p.true_label));
+  assert.ok(Math.abs((await exportAccuracy(out, files, y)) - s.test.accuracy) < 1e-6);
+
+  // The ONNX export too (activations come from the cache now); label-image reads it.
+  const onnx = path.join(root, 'model.onnx');
+  const r2 = runCli('retrain', args(onnx));
+  assert.equal(r2.status, 0, r2.stderr);
+  const s2 = JSON.parse(fs.readFileSync(path.join(root, 'summary.json'), 'utf8'));
+  assert.equal(s2.fine_tune.activations.cached, 36);
+  const session = await createOnnxSession(onnx);
+  const pixels = await plainImageBatches({ height: 224, width: 224, mean: 0, std: 255 })(files, 0);
+  const probs = await session.run((await pixels.data()) as Float32Array, files.length, 224, 224);
+  pixels.dispose();
+  await session.dispose();
+  const right = files.filter((_, i) => {
+    const row = Array.from(probs.subarray(i * 3, i * 3 + 3));
+    return row.indexOf(Math.max(...row)) === y[i];
+  }).length;
+  assert.ok(Math.abs(right / files.length - s2.test.accuracy) < 1e-6, `ONNX export: ${right} of ${files.length} right, the run: ${s2.test.accuracy}`);
+  const li = runCli('label-image', ['--graph', onnx, '--labels', path.join(root, 'labels.txt'), '--image', files[0]!]);
+  assert.equal(li.status, 0, li.stderr);
+});
+
+test('retrain --fine_tune_layers on a layers module: the export carries the fine-tuned weights', async () => {
+  const root = tempDir();
+  const images = await makeImageDir(path.join(root, 'images'), { classes: CLASSES, perClass: 10 });
+  const moduleDir = await makeResidualModel(path.join(root, 'module'));
+  const out = path.join(root, 'out');
   const r = runCli('retrain', [
-    '--image_dir', images, '--tfhub_module', module, '--bottleneck_dir', path.join(root, 'bn'), '--output_graph', path.join(root, 'out'),
+    '--image_dir', images, '--tfhub_module', moduleDir, '--bottleneck_dir', path.join(root, 'bn'), '--output_graph', out,
     '--output_labels', path.join(root, 'labels.txt'), '--summary_json', path.join(root, 's.json'), '--how_many_training_steps', '5',
-    '--fine_tune_layers', '2', '--fine_tune_steps', '2', '--fine_tune_batch_size', '4', '--backend', 'cpu',
+    '--fine_tune_layers', '2', '--fine_tune_steps', '6', '--fine_tune_batch_size', '4', '--fine_tune_learning_rate', '0.5',
+    // No validation set: nothing to choose an epoch by, so the last weights are kept.
+    '--validation_percentage', '0', '--testing_percentage', '30',
   ]);
   assert.equal(r.status, 0, r.stderr);
   const s = JSON.parse(fs.readFileSync(path.join(root, 's.json'), 'utf8'));
-  assert.deepEqual(s.fine_tune.layers, ['n_c2', 'n_c3']);
-  const out = runCli('label-image', ['--graph', path.join(root, 'out'), '--image', images]);
-  assert.equal(out.status, 0, out.stderr);
-});
-
-test('retrain --fine_tune_layers 8 works on mobilenet_v2_035_224 (a nested Teachable Machine base)', { skip: !fs.existsSync(SHARED_NESTED) && `${SHARED_NESTED} is absent (../shared is needed)` }, async () => {
-  await useCpuBackend();
-  const ex = await loadFeatureExtractor({ spec: SHARED_NESTED, cacheDir: '', log: new MemoryLogger() });
-  const s = splitModule(ex, 8);
-  assert.equal(s.top.length, 8);
-  assert.equal(s.top.at(-1)!.name, 'Conv_1_bn');
-  ex.dispose();
+  assert.deepEqual(s.fine_tune.layers, ['c3', 'c4']);
+  assert.equal(s.fine_tune.steps, 6);
+  const weights = (dir: string) => {
+    const f = readModelFiles(path.join(dir, 'model.json'));
+    return tf.io.decodeWeights(f.artifacts.weightData as ArrayBuffer, f.artifacts.weightSpecs!);
+  };
+  const [before, after] = [weights(moduleDir), weights(out)];
+  const changed = (k: string) => Array.from(after[k]!.dataSync()).some((v, i) => Math.abs(v - before[k]!.dataSync()[i]!) > 1e-6);
+  assert.ok(s.fine_tune.best_epoch > 0);
+  assert.ok(changed('c3/kernel') && changed('c4/depthwise_kernel'), 'the export holds the fine-tuned weights');
+  assert.ok(!changed('c1/kernel'), 'frozen layers keep their weights');
+  const files: string[] = s.test.predictions.map((p: { file: string }) => p.file);
+  const y = Int32Array.from(s.test.predictions, (p: { true_label: string }) => CLASSES.indexOf(p.true_label));
+  assert.ok(Math.abs((await exportAccuracy(out, files, y)) - s.test.accuracy) < 1e-6);
 });

@@ -139,7 +139,7 @@ test('Ctrl-C during fine-tuning stops within 2 s with exit 130 and exports nothi
   const small = await makeLayersModel(path.join(root, 'small-model'));
   const ft = ['--tfhub_module', small, '--fine_tune_layers', '1', '--fine_tune_steps', '1000000', '--fine_tune_batch_size', '4', '--eval_step_interval', '1'];
   const run = startCli('retrain', [...args(out), ...ft]);
-  await waitFor(() => /Fine-tune step 1:/.test(run.stderr()) || run.child.exitCode !== null, 180_000, 'fine-tuning to start');
+  await waitFor(() => /Fine-tune epoch 1 /.test(run.stderr()) || run.child.exitCode !== null, 180_000, 'fine-tuning to start');
   const t0 = performance.now();
   run.child.kill('SIGINT');
   const r = await run.done;
@@ -150,7 +150,7 @@ test('Ctrl-C during fine-tuning stops within 2 s with exit 130 and exports nothi
   assert.ok(!fs.existsSync(path.join(out, 'graph')) && !fs.existsSync(path.join(out, 'labels.txt')));
 
   const again = startCli('retrain', [...args(out), ...ft]);
-  await waitFor(() => /Fine-tune step 1:/.test(again.stderr()) || again.child.exitCode !== null, 180_000, 'fine-tuning to start');
+  await waitFor(() => /Fine-tune epoch 1 /.test(again.stderr()) || again.child.exitCode !== null, 180_000, 'fine-tuning to start');
   const t1 = performance.now();
   again.child.kill('SIGINT');
   again.child.kill('SIGINT');

@@ -389,8 +389,8 @@ test('--summary_json is written on a failed run too, with the error', async () =
   const s = JSON.parse(fs.readFileSync(summary, 'utf8'));
   assert.deepEqual(s.error, { message: lastLine(r.stderr).replace(/^retrain: error: /, ''), exit_code: 2 });
   assert.equal(s.module, null);
-  // A run that got further records what it did: fine-tuning is refused for a graph model once it is loaded.
-  const r2 = await runCliAsync('retrain', args(out, ['--summary_json', summary, '--fine_tune_layers', '1'], { module: graph }));
+  // A run that got further records what it did: fine-tuning more layers than the graph model has is refused once it is loaded.
+  const r2 = await runCliAsync('retrain', args(out, ['--summary_json', summary, '--fine_tune_layers', '5'], { module: graph }));
   assert.notEqual(r2.status, 0, r2.stderr);
   const s2 = JSON.parse(fs.readFileSync(summary, 'utf8'));
   assert.equal(s2.error.message, lastLine(r2.stderr).replace(/^retrain: error: /, ''));

@@ -1,273 +1,190 @@
 /**
- * --fine_tune_layers: after the head is trained on bottlenecks, unfreeze the top
- * layers of a layers-model module and train them with the head, end to end on
- * images, at a low learning rate (the Keras transfer-learning tutorial's second stage).
- *
- * The frozen bottom runs outside the gradient tape and only the unfrozen top is
- * recorded, so memory and time for the backward pass scale with the top alone.
- * Layers always run with training=false: batch normalization keeps its moving
- * statistics (inference mode), as the tutorial requires.
+ * --fine_tune_layers: after the head is trained on bottlenecks, unfreeze the top N
+ * layers of the module and train them with the head (the Keras transfer-learning
+ * tutorial's second stage), at cached speed: the frozen bottom ran once per image
+ * (activations.ts, cached on disk), so each step runs only the top and the head on
+ * cached activations. Validation accuracy is checked after every epoch and the best
+ * weights are kept (early stopping); batch norm stays in inference mode.
  */
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../errors.js';
+import type { Graph } from '../graph/ir.js';
 import type { Logger } from '../log.js';
-import type { FeatureExtractor, LayersExtractor } from '../module/index.js';
+import type { FeatureExtractor } from '../module/index.js';
+import { moduleGraph } from '../module/onnx/convert.js';
 import type { LabeledSet } from '../bottleneck/sets.js';
-import { MAX_CROSS_ENTROPY, divergence, makeRng, type Head } from '../train/index.js';
+import { MAX_CROSS_ENTROPY, divergence, type Head, type HeadValues } from '../train/index.js';
 import { classWeights, headLoss, makeOptimizer, type ClassWeighting, type OptimizerName } from '../train/options.js';
-import type { ImageBatchSource } from '../image/batches.js';
 import { throwIfInterrupted, yieldToEventLoop } from '../util/abort.js';
+import { GraphTop } from './executor.js';
+import { splitGraph, type GraphSplit } from './split.js';
+import seedrandom from 'seedrandom';
+
+export { GraphTop } from './executor.js';
+export { splitGraph, type GraphSplit } from './split.js';
+
+/** The module read as a Graph and split at --fine_tune_layers; refuses what cannot be fine-tuned. */
+export async function splitModule(ex: FeatureExtractor, n: number): Promise<{ graph: Graph; split: GraphSplit }> {
+  if (ex.kind !== 'graph' && ex.kind !== 'layers') {
+    throw new UsageError(
+      `--fine_tune_layers works with TF.js graph and layers modules (the built-in one, TF Hub tfjs models); ${ex.info.spec} is a ${ex.info.format}: ` +
+        'use its TF.js version as --tfhub_module, or drop --fine_tune_layers',
+    );
+  }
+  const graph = await moduleGraph(ex.files, { bottleneck: ex.info.bottleneckTensor, height: ex.info.inputHeight, width: ex.info.inputWidth });
+  return { graph, split: splitGraph(graph, n, ex.info.spec) };
+}
+
+/** Kernels the backward pass of convolutions needs; the wasm backend has none of them. */
+const GRADIENT_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput'];
+
+/** Whether the top must compute convolutions from ops whose gradients the active backend has. */
+export function needsBasicOps(): boolean {
+  const b = tf.getBackend();
+  return !GRADIENT_KERNELS.every((k) => tf.getKernel(k, b) !== undefined);
+}
 
 export interface FineTuneOptions {
-  /** Layers with weights, counted down from the bottleneck. */
-  layers: number;
-  steps: number;
+  /** Passes over the training activations (early stopping may end sooner). */
+  epochs: number;
+  /** When set, exactly this many steps instead of epochs. */
+  steps?: number;
   learningRate: number;
   batchSize: number;
-  evalStepInterval: number;
+  /** Epochs without a better validation accuracy before stopping. */
+  patience: number;
   seed: number;
   optimizer: OptimizerName;
   labelSmoothing?: number;
   classWeighting?: ClassWeighting;
-  /** Training images for each step. */
-  batches: ImageBatchSource;
   /** Checked at every step (Ctrl-C): fine-tuning stops with an InterruptedError. */
   signal?: AbortSignal;
   log: Logger;
 }
 
+export interface FineTuneEpoch {
+  epoch: number;
+  step: number;
+  crossEntropy: number;
+  validationAccuracy: number | null;
+}
+
 export interface FineTuneResult {
-  layers: string[];
-  /** Trainable values unfrozen in the module. */
-  parameters: number;
-  history: Array<{ step: number; crossEntropy: number }>;
+  /** Validation accuracy before fine-tuning and of the kept weights. */
+  validationBefore: number | null;
+  validationAfter: number | null;
+  /** Epoch of the kept weights (0: the weights before fine-tuning were kept). */
+  bestEpoch: number;
+  steps: number;
+  history: FineTuneEpoch[];
 }
 
-type Sym = tf.SymbolicTensor;
-
-/** The module split at the first unfrozen layer: the frozen part's outputs feed the trainable top. */
-interface Split {
-  model: tf.LayersModel;
-  top: tf.layers.Layer[];
-  region: tf.layers.Layer[];
-  frontier: Sym[];
-  variables: tf.Variable[];
+/** Rows of a set as a tensor batch. */
+function rowsTensor(set: LabeledSet, rows: number[], size: number, shape: number[]): tf.Tensor {
+  const x = new Float32Array(rows.length * size);
+  rows.forEach((r, i) => x.set(set.x.subarray(r * size, (r + 1) * size), i * size));
+  return tf.tensor(x, [rows.length, ...shape]);
 }
 
-/** The module's layers with weights, the ones --fine_tune_layers counts; refuses what cannot be fine-tuned. */
-export function fineTunableLayers(ex: FeatureExtractor, n: number): tf.layers.Layer[] {
-  if (ex.kind !== 'layers') {
-    throw new UsageError(
-      `--fine_tune_layers works with layers-model modules only; ${ex.info.spec} is a ${ex.info.format}: ` +
-        'use a layers-model version of the module (e.g. tfjs-models MobileNet) or drop --fine_tune_layers',
-    );
+/** Bottlenecks of a set of cached activations through the (fine-tuned) top. */
+export async function topBottlenecks(top: GraphTop, set: LabeledSet, batchSize = 128): Promise<LabeledSet> {
+  const size = top.split.cutShape.reduce((p, d) => p * d, 1);
+  const all = Array.from(set.y, (_, i) => i);
+  const parts: Float32Array[] = [];
+  for (let i = 0; i < all.length; i += batchSize) {
+    const x = rowsTensor(set, all.slice(i, i + batchSize), size, top.split.cutShape);
+    const b = top.forward(x, false);
+    parts.push((await b.data()) as Float32Array);
+    tf.dispose([x, b]);
   }
-  // Nested models are flattened when the module loads (module/flatten.ts), so inner layers count.
-  const weighted = ex.model.layers.filter((l) => l.weights.length > 0);
-  if (n > weighted.length) throw new UsageError(`--fine_tune_layers ${n} is more than the ${weighted.length} layers with weights in module ${ex.info.spec}`);
-  return weighted;
+  const d = parts.length ? parts[0]!.length / Math.min(batchSize, all.length) : 0;
+  const x = new Float32Array(all.length * d);
+  let at = 0;
+  for (const p of parts) (x.set(p, at), (at += p.length));
+  return { x, y: set.y, files: set.files };
 }
 
-export function splitModule(ex: FeatureExtractor, n: number): Split {
-  const weighted = fineTunableLayers(ex, n);
-  const model = (ex as LayersExtractor).model;
-  const top = weighted.slice(-n);
-  const region = model.layers.slice(model.layers.indexOf(top[0]!)).filter((l) => l.getClassName() !== 'InputLayer');
-  const produced = new Set<number>(region.map((l) => (l.output as Sym).id));
-  const frontier: Sym[] = [];
-  for (const l of region) {
-    if (l.inboundNodes.length !== 1) throw new UsageError(`--fine_tune_layers: layer ${l.name} is shared; cannot fine-tune across it, use a smaller value`);
-    for (const t of l.inboundNodes[0]!.inputTensors) {
-      if (!produced.has(t.id) && !frontier.some((f) => f.id === t.id)) frontier.push(t);
-    }
-  }
-  for (const l of top) l.trainable = true;
-  const variables = top.flatMap((l) => l.trainableWeights.map((w) => w.read() as tf.Variable));
-  return { model, top, region, frontier, variables };
-}
-
-/** The frozen part: values of the frontier tensors, computed without a gradient tape. */
-function frozenPart(s: Split, x: tf.Tensor4D): tf.Tensor[] {
-  const inputs = new Set(s.model.inputs.map((t) => t.id));
-  const names = s.frontier.filter((t) => !inputs.has(t.id)).map((t) => t.name);
-  const computed = names.length ? (s.model.execute(x, names.length === 1 ? names[0]! : names) as tf.Tensor | tf.Tensor[]) : [];
-  const list = Array.isArray(computed) ? computed : [computed];
-  let k = 0;
-  return s.frontier.map((t) => (inputs.has(t.id) ? x.clone() : list[k++]!));
-}
-
-interface ConvLike {
-  kernelSize: number[];
-  strides: number[];
-  dilationRate: number | number[];
-  padding: string;
-  dataFormat: string;
-  depthMultiplier?: number;
-  activation: { apply(x: tf.Tensor): tf.Tensor };
-}
-
-/**
- * Pointwise and stride-1 depthwise convolutions (MobileNet's top blocks) written
- * with matMul, slice and mul, whose gradients every backend has: the wasm backend
- * lacks the convolution gradient kernels, and the JS backend's take minutes per step.
- * Other layers return undefined and run as they are.
- */
-function convAsBasicOps(l: tf.layers.Layer, x: tf.Tensor): tf.Tensor | undefined {
-  const cls = l.getClassName();
-  if (cls !== 'Conv2D' && cls !== 'DepthwiseConv2D') return undefined;
-  const c = l as unknown as ConvLike;
-  const dil = Array.isArray(c.dilationRate) ? c.dilationRate : [c.dilationRate, c.dilationRate];
-  if (c.dataFormat !== 'channelsLast' || dil.some((v) => v !== 1) || x.rank !== 4) return undefined;
-  const [kernel, bias] = l.weights.map((w) => w.read());
-  const [n, h, w, cin] = x.shape as [number, number, number, number];
-  let y: tf.Tensor;
-  if (cls === 'Conv2D') {
-    if (c.kernelSize.some((v) => v !== 1) || c.strides.some((v) => v !== 1)) return undefined;
-    const cout = kernel!.shape[3]!;
-    y = tf.matMul(x.reshape([n * h * w, cin]), kernel!.reshape([cin, cout])).reshape([n, h, w, cout]);
-  } else {
-    if ((c.depthMultiplier ?? 1) !== 1 || !['same', 'valid'].includes(c.padding)) return undefined;
-    y = depthwiseAsSlices(x, kernel!, c.kernelSize as [number, number], c.strides as [number, number], c.padding === 'same');
-  }
-  if (bias) y = tf.add(y, bias);
-  return c.activation.apply(y);
-}
-
-/**
- * Depthwise convolution as a sum over kernel taps of (strided window of x) * (tap's
- * per-channel weights), with TensorFlow's padding. A stride s is taken by reshaping
- * each spatial axis into (length / s, s) and slicing, since slice and reshape have
- * gradients everywhere.
- */
-function depthwiseAsSlices(x: tf.Tensor, kernel: tf.Tensor, [kh, kw]: [number, number], [sh, sw]: [number, number], same: boolean): tf.Tensor {
-  const [n, h, w, c] = x.shape as [number, number, number, number];
-  const oh = same ? Math.ceil(h / sh) : Math.ceil((h - kh + 1) / sh);
-  const ow = same ? Math.ceil(w / sw) : Math.ceil((w - kw + 1) / sw);
-  const padH = same ? Math.max((oh - 1) * sh + kh - h, 0) : 0;
-  const padW = same ? Math.max((ow - 1) * sw + kw - w, 0) : 0;
-  // Long enough that every tap's window fits, and a multiple of the stride.
-  const lh = sh * (oh + Math.ceil((kh - 1) / sh));
-  const lw = sw * (ow + Math.ceil((kw - 1) / sw));
-  const top = Math.floor(padH / 2);
-  const left = Math.floor(padW / 2);
-  const xp = tf.pad(x, [[0, 0], [top, lh - h - top], [left, lw - w - left], [0, 0]]).reshape([n, lh / sh, sh, lw / sw, sw, c]);
-  const terms: tf.Tensor[] = [];
-  for (let a = 0; a < kh; a++) {
-    for (let b = 0; b < kw; b++) {
-      const win = tf.slice(xp, [0, Math.floor(a / sh), a % sh, Math.floor(b / sw), b % sw, 0], [n, oh, 1, ow, 1, c]).reshape([n, oh, ow, c]);
-      terms.push(tf.mul(win, tf.slice(kernel, [a, b, 0, 0], [1, 1, c, 1]).reshape([c])));
-    }
-  }
-  return tf.addN(terms);
-}
-
-/** The trainable top, layer by layer, from the frontier values to the bottleneck [N, D]. */
-function topPart(s: Split, frontier: tf.Tensor[]): tf.Tensor2D {
-  const values = new Map<number, tf.Tensor>(s.frontier.map((t, i) => [t.id, frontier[i]!]));
-  for (const l of s.region) {
-    const ins = l.inboundNodes[0]!.inputTensors.map((t) => values.get(t.id)!);
-    const basic = ins.length === 1 ? convAsBasicOps(l, ins[0]!) : undefined;
-    values.set((l.output as Sym).id, basic ?? (l.apply(ins.length === 1 ? ins[0]! : ins, { training: false }) as tf.Tensor));
-  }
-  const out = values.get(s.model.outputs[0]!.id)!;
-  return out.reshape([out.shape[0]!, -1]);
-}
-
-/** Frozen part then top part: the same features as the module's predict, for checks. */
-export function forwardSplit(s: Split, x: tf.Tensor4D): tf.Tensor2D {
-  return tf.tidy(() => topPart(s, frozenPart(s, x)));
-}
-
-/** Kernels the backward pass of conv layers needs; the wasm backend has none of them. */
-const GRADIENT_KERNELS = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput'];
-
-/**
- * The backend for the trainable top: the active one when it has the convolution
- * gradient kernels or every convolution of the top has a basic-op form, else
- * tfjs' plain JS backend. Tensors move between backends on first
- * use, so the variables settle on the training backend after one step.
- */
-export function gradientBackend(s: Split): string {
-  const active = tf.getBackend();
-  if (GRADIENT_KERNELS.every((k) => tf.getKernel(k, active) !== undefined)) return active;
-  const rewritable = s.region.every((l) => {
-    if (!/Conv/.test(l.getClassName())) return true;
-    const shape = (l.inboundNodes[0]!.inputTensors[0]!.shape as number[]).map((d) => d ?? 1);
-    return tf.tidy(() => convAsBasicOps(l, tf.zeros(shape)) !== undefined);
+async function accuracy(top: GraphTop, head: Head, set: LabeledSet): Promise<number | null> {
+  if (set.y.length === 0) return null;
+  const b = await topBottlenecks(top, set);
+  const correct = tf.tidy(() => {
+    const logits = head.logits(tf.tensor2d(b.x, [set.y.length, b.x.length / set.y.length]));
+    return tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), tf.tensor1d(set.y, 'int32')), 'int32'));
   });
-  return rewritable ? active : 'cpu';
+  const n = (await correct.data())[0]!;
+  correct.dispose();
+  return n / set.y.length;
 }
 
-export async function fineTune(ex: FeatureExtractor, head: Head, training: LabeledSet, o: FineTuneOptions): Promise<FineTuneResult> {
-  const split = splitModule(ex, o.layers);
+/** A seeded permutation of 0..n-1 (Fisher–Yates). */
+function permutation(n: number, seed: number, epoch: number): number[] {
+  const rng = seedrandom(`${seed}:fine_tune:${epoch}`);
+  const p = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    [p[i], p[j]] = [p[j]!, p[i]!];
+  }
+  return p;
+}
+
+/**
+ * Trains the top's variables and the head together on cached activations: an epoch
+ * is one seeded shuffle of the training rows in mini-batches; after each epoch the
+ * validation accuracy decides whether these weights are the best so far. The best
+ * ones (possibly the ones before fine-tuning) are put back at the end.
+ */
+export async function fineTune(top: GraphTop, head: Head, training: LabeledSet, validation: LabeledSet, o: FineTuneOptions): Promise<FineTuneResult> {
   const log = o.log;
-  const parameters = split.variables.reduce((sum, v) => sum + v.size, 0);
-  log.info(
-    `Fine-tuning the top ${o.layers} layers of the module (${split.top[0]!.name} … ${split.top[split.top.length - 1]!.name}, ` +
-      `${parameters} values) with the head: ${o.steps} steps of ${o.batchSize} images at learning rate ${o.learningRate}`,
-  );
+  const size = top.split.cutShape.reduce((p, d) => p * d, 1);
+  const basic = needsBasicOps();
   const optimizer = makeOptimizer(o.optimizer, o.learningRate);
   const weights = classWeights(training.y, head.classCount, o.classWeighting);
-  const pick = makeRng(o.seed, 'fine_tune');
-  const vars = [...split.variables, ...head.variables];
-  const history: FineTuneResult['history'] = [];
-  const mainBackend = tf.getBackend();
-  const trainBackend = gradientBackend(split);
-  if (trainBackend !== mainBackend) {
-    log.info(`Fine-tuning: the ${mainBackend} backend has no convolution gradients; the frozen layers run on ${mainBackend}, the unfrozen top on ${trainBackend}`);
-  }
-  // A step is long and synchronous: between its parts, let a Ctrl-C handler run and honour it.
-  const checkpoint = async (step: number) => {
+  const vars = [...top.variables.values(), ...head.variables];
+  const perEpoch = Math.ceil(training.y.length / o.batchSize);
+  const totalSteps = o.steps ?? perEpoch * o.epochs;
+  const epochs = Math.ceil(totalSteps / perEpoch);
+  const history: FineTuneEpoch[] = [];
+  const before = await accuracy(top, head, validation);
+  let best = { acc: before ?? -1, epoch: 0, top: top.values(), head: await head.values() };
+  let sinceBest = 0;
+  let step = 0;
+  const checkpoint = async () => {
     if (!o.signal) return;
     await yieldToEventLoop();
-    throwIfInterrupted(o.signal, `interrupted at fine-tuning step ${step}: the model was not exported; the bottleneck cache is kept`);
+    throwIfInterrupted(o.signal, `interrupted at fine-tuning step ${step}: the model was not exported; the bottleneck and activation caches are kept`);
   };
   try {
-    for (let step = 0; step < o.steps; step++) {
-      const rows = Array.from({ length: o.batchSize }, () => pick(training.y.length));
-      const x = await o.batches(rows.map((r) => training.files[r]!), step);
-      const y = tf.tensor1d(rows.map((r) => training.y[r]!), 'int32');
-      const frontier = tf.tidy(() => frozenPart(split, x));
-      await checkpoint(step);
-      let cost: number;
-      await tf.setBackend(trainBackend);
-      try {
-        cost = tf.tidy(() => {
-          const c = optimizer.minimize(() => headLoss(head.logits(topPart(split, frontier), true), y, head.classCount, o.labelSmoothing, weights), true, vars);
-          return c!.dataSync()[0]!;
-        });
-      } finally {
-        await tf.setBackend(mainBackend);
+    for (let epoch = 1; epoch <= epochs && step < totalSteps; epoch++) {
+      const order = permutation(training.y.length, o.seed, epoch);
+      let cost = 0;
+      for (let i = 0; i < order.length && step < totalSteps; i += o.batchSize, step++) {
+        const rows = order.slice(i, i + o.batchSize);
+        const x = rowsTensor(training, rows, size, top.split.cutShape);
+        const y = tf.tensor1d(rows.map((r) => training.y[r]!), 'int32');
+        const c = optimizer.minimize(() => headLoss(head.logits(top.forward(x, basic), true), y, head.classCount, o.labelSmoothing, weights), true, vars)!;
+        cost = (await c.data())[0]!;
+        tf.dispose([x, y, c]);
+        if (!(cost <= MAX_CROSS_ENTROPY)) throw divergence(`the fine-tuning cross entropy is ${cost} at step ${step}`, o.learningRate, '--fine_tune_learning_rate');
+        log.progress?.('fine-tuning', step + 1, totalSteps);
+        await checkpoint();
       }
-      tf.dispose([x, y, ...frontier]);
-      if (!(cost <= MAX_CROSS_ENTROPY)) throw divergence(`the fine-tuning cross entropy is ${cost} at step ${step}`, o.learningRate, '--fine_tune_learning_rate');
-      await checkpoint(step);
-      if (step % o.evalStepInterval === 0 || step + 1 === o.steps) {
-        history.push({ step, crossEntropy: cost });
-        log.info(`Fine-tune step ${step}: Cross entropy = ${cost.toFixed(6)}`);
+      const acc = await accuracy(top, head, validation);
+      history.push({ epoch, step, crossEntropy: cost, validationAccuracy: acc });
+      const pct = acc === null ? 'n/a' : `${(acc * 100).toFixed(1)}%`;
+      log.info(`Fine-tune epoch ${epoch} (step ${step}): Cross entropy = ${cost.toFixed(6)}, Validation accuracy = ${pct} (N=${validation.y.length})`);
+      // Without a validation set every epoch counts as better: the last weights are kept.
+      if (acc === null || acc > best.acc) {
+        best = { acc: acc ?? -1, epoch, top: top.values(), head: await head.values() };
+        sinceBest = 0;
+      } else if (++sinceBest >= o.patience && o.steps === undefined && epoch < epochs) {
+        log.info(`Fine-tuning: no better validation accuracy for ${o.patience} epoch${o.patience === 1 ? '' : 's'}; stopping early`);
+        break;
       }
-      log.progress?.('fine-tuning', step + 1, o.steps);
     }
   } finally {
     optimizer.dispose();
   }
-  return { layers: split.top.map((l) => l.name), parameters, history };
-}
-
-/** Bottlenecks of a set through the (fine-tuned) module, in memory: the disk cache holds the original module's. */
-export async function recomputeBottlenecks(ex: FeatureExtractor, set: LabeledSet, batches: ImageBatchSource, batchSize: number, signal?: AbortSignal): Promise<LabeledSet> {
-  const size = ex.info.bottleneckSize;
-  const x = new Float32Array(set.y.length * size);
-  for (let i = 0; i < set.files.length; i += batchSize) {
-    if (signal) {
-      await yieldToEventLoop();
-      throwIfInterrupted(signal, 'interrupted after fine-tuning: the model was not exported; the bottleneck cache is kept');
-    }
-    const files = set.files.slice(i, i + batchSize);
-    const input = await batches(files, 0);
-    const out = ex.extract(input);
-    x.set((await out.data()) as Float32Array, i * size);
-    tf.dispose([input, out]);
-  }
-  return { x, y: set.y, files: set.files };
+  top.assign(best.top);
+  head.assign(best.head as HeadValues);
+  return { validationBefore: before, validationAfter: before === null ? null : best.acc, bestEpoch: best.epoch, steps: step, history };
 }

@@ -1,97 +1,126 @@
 /** The fine-tuning step of a retrain run. */
-import * as tf from '@tensorflow/tfjs';
-import type { LabeledSet, LabeledSets } from '../bottleneck/sets.js';
-import { distortedImageBatches, plainImageBatches, type ImageBatchSource } from '../image/batches.js';
-import { distortionsOn, type DistortionSettings } from '../image/distort.js';
+import { cacheBottlenecks } from '../bottleneck/index.js';
+import { distortedTraining, type DistortionStepOptions } from '../bottleneck/distorted.js';
+import { labeledSets, type LabeledSet, type LabeledSets } from '../bottleneck/sets.js';
+import type { ImageLists } from '../dataset/index.js';
+import { distortionsOn } from '../image/distort.js';
 import type { Logger } from '../log.js';
 import type { FeatureExtractor } from '../module/index.js';
-import { measure, type Head } from '../train/index.js';
+import type { Head } from '../train/index.js';
 import type { ClassWeighting, OptimizerName } from '../train/options.js';
-import { fineTune, recomputeBottlenecks } from './index.js';
+import { activationExtractor } from './activations.js';
+import { GraphTop } from './executor.js';
+import { fineTune, splitModule, topBottlenecks, type FineTuneEpoch } from './index.js';
+import { withFineTunedWeights } from './weights.js';
+
+/** Cached distorted variants per image when --distortion_variants is 0 (fresh ones would run the bottom at every step). */
+const FRESH_DISTORTION_VARIANTS = 10;
+
+/** Epochs without a better validation accuracy before fine-tuning stops. */
+export const FINE_TUNE_PATIENCE = 2;
 
 /** What the fine-tuning step reads of the run's options (the flags of the same names). */
-export interface FineTuneStageOptions extends DistortionSettings {
+export interface FineTuneStageOptions extends DistortionStepOptions {
   fineTuneLayers: number;
-  fineTuneSteps: number;
-  /** Resolved: --fine_tune_learning_rate, or a tenth of --learning_rate. */
+  fineTuneEpochs: number;
+  fineTuneSteps?: number;
+  /** Resolved: --fine_tune_learning_rate, or its default. */
   fineTuneLearningRate: number;
   fineTuneBatchSize: number;
-  evalStepInterval: number;
-  seed: number;
   optimizer: OptimizerName;
   labelSmoothing: number;
   classWeighting: ClassWeighting;
-  bottleneckBatchSize: number;
-  signal?: AbortSignal;
 }
 
 export interface FineTuneSummary {
   layers: string[];
+  /** The value entering the top, and its shape per image. */
+  cut: string;
+  activation_shape: number[];
   parameters: number;
+  epochs: number;
   steps: number;
+  best_epoch: number;
   learning_rate: number;
   batch_size: number;
+  activations: { computed: number; cached: number };
   validation_accuracy_before: number | null;
   validation_accuracy_after: number | null;
-  history: Array<{ step: number; crossEntropy: number }>;
+  history: FineTuneEpoch[];
 }
 
 /**
- * Step "fine-tune the module" (--fine_tune_layers): unfreezes the module's top
- * layers and trains them with the head on images — freshly distorted ones when a
- * distortion flag is on, as retrain.py's distorted training — then recomputes the
- * validation and test bottlenecks through the updated module (the cached ones
- * describe the module before fine-tuning). Evaluation always uses plain images.
+ * Step "fine-tune the module" (--fine_tune_layers): splits the module below its top
+ * N layers, caches the frozen bottom's activations for every image (and distorted
+ * variants when a distortion flag is on), trains the top and the head on them, and
+ * returns the module carrying the fine-tuned weights (for every export) with the test
+ * bottlenecks through it.
  */
 export async function fineTuneStage(
   ex: FeatureExtractor,
   head: Head,
-  sets: LabeledSets,
+  lists: ImageLists,
   o: FineTuneStageOptions,
   log: Logger,
-): Promise<{ testing: LabeledSet; summary: FineTuneSummary }> {
-  const plain = plainImageBatches(ex.inputSpec);
-  const trainingBatches: ImageBatchSource = distortionsOn(o) ? distortedImageBatches(ex.inputSpec, o, o.seed) : plain;
-  const accuracy = (set: LabeledSet): number | null => {
-    if (set.y.length === 0) return null;
-    const size = ex.info.bottleneckSize;
-    const x = tf.tensor2d(set.x, [set.y.length, size]);
-    const y = tf.tensor1d(set.y, 'int32');
-    const m = measure(head, x, y);
-    tf.dispose([x, y]);
-    return m.accuracy;
-  };
-  const before = accuracy(sets.validation);
-  const r = await fineTune(ex, head, sets.training, {
-    layers: o.fineTuneLayers,
-    steps: o.fineTuneSteps,
-    learningRate: o.fineTuneLearningRate,
-    batchSize: o.fineTuneBatchSize,
-    evalStepInterval: o.evalStepInterval,
-    seed: o.seed,
-    optimizer: o.optimizer,
-    labelSmoothing: o.labelSmoothing,
-    classWeighting: o.classWeighting,
-    batches: trainingBatches,
-    signal: o.signal,
-    log,
-  });
-  const validation = await recomputeBottlenecks(ex, sets.validation, plain, o.bottleneckBatchSize, o.signal);
-  const after = accuracy(validation);
-  const pct = (v: number | null) => (v === null ? 'n/a' : `${(v * 100).toFixed(1)}%`);
-  log.info(`Fine-tuning: validation accuracy ${pct(before)} before, ${pct(after)} after (N=${validation.y.length})`);
-  const testing = await recomputeBottlenecks(ex, sets.testing, plain, o.bottleneckBatchSize, o.signal);
-  return {
-    testing,
-    summary: {
-      layers: r.layers,
-      parameters: r.parameters,
+): Promise<{ extractor: FeatureExtractor; testing: LabeledSet; summary: FineTuneSummary }> {
+  const { graph, split } = await splitModule(ex, o.fineTuneLayers);
+  const { extractor: bottom, onOrt } = await activationExtractor(ex, graph, split, { threads: o.numWorkers || undefined, log });
+  const top = new GraphTop(graph, split);
+  try {
+    // Without ONNX Runtime the bottom runs on the main thread: tfjs workers would load the whole module.
+    const numWorkers = onOrt ? o.numWorkers : 0;
+    const acts = await cacheBottlenecks(lists, bottom, { bottleneckDir: o.bottleneckDir, batchSize: o.bottleneckBatchSize, strict: o.strict, numWorkers, signal: o.signal, log });
+    log.info(`Fine-tuning activations (${split.cut}, [${split.cutShape.join(', ')}] per image): ${acts.computed} computed, ${acts.cached} cached`);
+    const sets: LabeledSets = labeledSets(lists, acts);
+    let training = sets.training;
+    if (distortionsOn(o)) {
+      // Fresh distortions (--distortion_variants 0) would run the bottom at every step: fine-tuning uses cached variants.
+      const variants = o.distortionVariants || FRESH_DISTORTION_VARIANTS;
+      training = (await distortedTraining(lists, bottom, sets.training, { ...o, distortionVariants: variants, numWorkers }, log)).training;
+    }
+    const parameters = [...top.variables.values()].reduce((s, v) => s + v.size, 0);
+    log.info(
+      `Fine-tuning the top ${o.fineTuneLayers} layers of the module (${split.layers[0]} … ${split.layers[split.layers.length - 1]}, ${parameters} values) with the head: ` +
+        `${o.fineTuneSteps !== undefined ? `${o.fineTuneSteps} steps` : `up to ${o.fineTuneEpochs} epochs`} of ${o.fineTuneBatchSize} at learning rate ${o.fineTuneLearningRate}`,
+    );
+    const r = await fineTune(top, head, training, sets.validation, {
+      epochs: o.fineTuneEpochs,
       steps: o.fineTuneSteps,
-      learning_rate: o.fineTuneLearningRate,
-      batch_size: o.fineTuneBatchSize,
-      validation_accuracy_before: before,
-      validation_accuracy_after: after,
-      history: r.history,
-    },
-  };
+      learningRate: o.fineTuneLearningRate,
+      batchSize: o.fineTuneBatchSize,
+      patience: FINE_TUNE_PATIENCE,
+      seed: o.seed,
+      optimizer: o.optimizer,
+      labelSmoothing: o.labelSmoothing,
+      classWeighting: o.classWeighting,
+      signal: o.signal,
+      log,
+    });
+    const pct = (v: number | null) => (v === null ? 'n/a' : `${(v * 100).toFixed(1)}%`);
+    log.info(`Fine-tuning: validation accuracy ${pct(r.validationBefore)} before, ${pct(r.validationAfter)} after (N=${sets.validation.y.length}; weights of epoch ${r.bestEpoch} kept)`);
+    const testing = await topBottlenecks(top, sets.testing);
+    const tuned = ex.kind === 'graph' || ex.kind === 'layers' ? withFineTunedWeights(ex, top.values()) : ex;
+    return {
+      extractor: tuned,
+      testing,
+      summary: {
+        layers: split.layers,
+        cut: split.cut,
+        activation_shape: split.cutShape,
+        parameters,
+        epochs: r.history.length,
+        steps: r.steps,
+        best_epoch: r.bestEpoch,
+        learning_rate: o.fineTuneLearningRate,
+        batch_size: o.fineTuneBatchSize,
+        activations: { computed: acts.computed, cached: acts.cached },
+        validation_accuracy_before: r.validationBefore,
+        validation_accuracy_after: r.validationAfter,
+        history: r.history,
+      },
+    };
+  } finally {
+    top.dispose();
+    bottom.dispose();
+  }
 }

@@ -113,10 +113,11 @@ export const RETRAIN_FLAGS = {
   distortionVariants: int({ group: G.distortions, arg: '<k>', default: DEFAULT_DISTORTION_VARIANTS, check: zeroOrMore('fresh distortions each step'), help: 'with distortions: distorted copies per training image, cached once (0: fresh ones every step, as retrain.py)' }),
 
   // Fine-tuning
-  fineTuneLayers: int({ group: G.fineTuning, default: 0, check: zeroOrMore('off'), help: 'after training the head, unfreeze the top n layers (with weights) of a layers-model module and train end to end on images (0: off)' }),
-  fineTuneSteps: int({ group: G.fineTuning, default: 100, check: above0, help: 'fine-tuning steps' }),
-  fineTuneLearningRate: float({ group: G.fineTuning, check: positiveRate, help: 'fine-tuning learning rate (default: a tenth of --learning_rate)' }),
-  fineTuneBatchSize: int({ group: G.fineTuning, default: 16, check: batchOf(MAX_IMAGE_BATCH), help: 'images per fine-tuning step' }),
+  fineTuneLayers: int({ group: G.fineTuning, default: 0, check: zeroOrMore('off'), help: 'after training the head, unfreeze the top n layers (with weights) of the module and train them with the head on cached activations (0: off)' }),
+  fineTuneEpochs: int({ group: G.fineTuning, default: 3, check: above0, help: 'fine-tuning epochs at most (stops early when validation accuracy stops improving; the best epoch is kept)' }),
+  fineTuneSteps: int({ group: G.fineTuning, check: above0, help: 'fine-tuning steps instead of --fine_tune_epochs (no early stopping)' }),
+  fineTuneLearningRate: float({ group: G.fineTuning, check: positiveRate, help: 'fine-tuning learning rate (default: --learning_rate)' }),
+  fineTuneBatchSize: int({ group: G.fineTuning, default: 32, check: batchOf(MAX_IMAGE_BATCH), help: 'cached activations per fine-tuning step' }),
 
   // Outputs
   outputGraph: filePath({ group: G.outputs, arg: '<dir>', default: tmp('output_graph'), help: 'where to save the trained model: a folder for TF.js, a .pb file for a frozen TensorFlow graph (graph-model modules), a .onnx file, or a .tflite file' }),
@@ -203,5 +204,5 @@ export function validateRetrainOptions(o: RetrainOptions): RetrainOptions {
   return validateOptions(RETRAIN_FLAGS, o, RETRAIN_RULES);
 }
 
-/** --fine_tune_learning_rate, or a tenth of --learning_rate when unset. */
-export const fineTuneRate = (o: Pick<RetrainOptions, 'fineTuneLearningRate' | 'learningRate'>): number => o.fineTuneLearningRate ?? o.learningRate / 10;
+/** --fine_tune_learning_rate, or --learning_rate when unset (a tenth of it left the top unchanged on flowers-dev: docs/benchmarks.md). */
+export const fineTuneRate = (o: Pick<RetrainOptions, 'fineTuneLearningRate' | 'learningRate'>): number => o.fineTuneLearningRate ?? o.learningRate;

@@ -1,0 +1,51 @@
+/**
+ * The fine-tuned weights go back into the module in one place: its files' weights
+ * (by name; the Graph readers name weights after the model's own weights), and for a
+ * layers module its loaded variables too. Every export reads the module from there
+ * (TF.js folder, .pb, SavedModel, ONNX and TFLite conversions), and the module id
+ * changes with the weights so no cached conversion of the original is reused.
+ */
+import { createHash } from 'node:crypto';
+import * as tf from '@tensorflow/tfjs';
+import { RetrainError } from '../errors.js';
+import type { FeatureExtractor, GraphExtractor, LayersExtractor } from '../module/index.js';
+import { concatBytes, weightSlices } from '../module/io.js';
+
+export function withFineTunedWeights<E extends GraphExtractor | LayersExtractor>(ex: E, values: Map<string, Float32Array>): E {
+  const left = new Set(values.keys());
+  const specs: tf.io.WeightsManifestEntry[] = [];
+  const parts: Uint8Array[] = [];
+  for (const { spec, bytes } of weightSlices(ex.files.artifacts)) {
+    const v = values.get(spec.name);
+    if (v) {
+      left.delete(spec.name);
+      // A quantized module's updated weights are stored as float32.
+      const { quantization: _q, ...plain } = spec;
+      specs.push({ ...plain, dtype: 'float32' });
+      parts.push(new Uint8Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength) as ArrayBuffer));
+    } else {
+      specs.push(spec);
+      parts.push(bytes);
+    }
+  }
+  if (left.size) throw new RetrainError(`fine-tuning: weight${left.size === 1 ? '' : 's'} ${[...left].join(', ')} not found in the module's weights manifest; cannot export the fine-tuned module`);
+  const h = createHash('sha256').update(ex.info.id);
+  for (const [k, v] of [...values].sort(([a], [b]) => (a < b ? -1 : 1))) h.update(k).update(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+  const id = h.digest('hex');
+  if (ex.kind === 'layers') {
+    for (const w of ex.model.weights) {
+      const v = values.get(w.originalName ?? w.name);
+      if (!v) continue;
+      const t = tf.tensor(v, w.shape as number[]);
+      w.write(t);
+      t.dispose();
+    }
+  }
+  const artifacts: tf.io.ModelArtifacts = { ...ex.files.artifacts, weightSpecs: specs, weightData: concatBytes(parts) };
+  return { ...ex, info: { ...ex.info, id, name: `${ex.info.name.replace(/-[0-9a-f]{8}$/, '')}-${id.slice(0, 8)}` }, files: { ...ex.files, artifacts } };
+}
+
+/** Whether a module's kind can carry fine-tuned weights. */
+export function carriesWeights(ex: FeatureExtractor): ex is GraphExtractor | LayersExtractor {
+  return ex.kind === 'graph' || ex.kind === 'layers';
+}
