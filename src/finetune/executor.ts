@@ -208,6 +208,11 @@ function runNode(node: Node, v: (name: string) => tf.Tensor, wt: (name: string) 
       const x = v(node.x);
       return tf.squeeze(x, node.axes.length ? node.axes : undefined);
     }
+    case 'fake_quant': {
+      // Only a quantized .tflite read back has these; run them as its int8 runtime would.
+      const q = tf.clipByValue(tf.add(tf.round(tf.div(v(node.x), node.scale)), node.zeroPoint), node.qmin, node.qmax);
+      return tf.mul(tf.sub(q, node.zeroPoint), node.scale);
+    }
   }
 }
 
