@@ -15,7 +15,7 @@ import { RetrainError, UsageError } from './errors.js';
 import { exportIntermediate, exportRetrained } from './export/stage.js';
 import { checkOutputPaths } from './export/outputs.js';
 import { checkOnnxExport, isOnnxPath } from './export/onnx.js';
-import { checkTfliteExport } from './export/tflite.js';
+import { checkTfliteExport, isTflitePath } from './export/tflite.js';
 import { checkTensorFlowExport } from './export/tf.js';
 import { splitModule } from './finetune/index.js';
 import { fineTuneStage } from './finetune/stage.js';
@@ -147,13 +147,13 @@ async function refuseUnsupportedRequests(extractor: FeatureExtractor, o: Retrain
   if (!o.bottlenecksOnly && !o.checkDataset) await checkTfliteExport(extractor, o);
 }
 
-/** An .onnx module runs on onnxruntime only: no fine-tuning, and ONNX is the one format it can be exported to. */
+/** An .onnx module runs on onnxruntime only: no fine-tuning, and ONNX and TFLite (read by src/graph/from_onnx.ts) are the formats it can be exported to. */
 function refuseForOnnxModule(spec: string, o: RetrainOptions): void {
   if (o.fineTuneLayers > 0) throw new UsageError(`--fine_tune_layers ${o.fineTuneLayers}: ${spec} is an .onnx module, which runs on onnxruntime and cannot be fine-tuned; drop --fine_tune_layers`);
   if (o.bottlenecksOnly || o.checkDataset) return;
   if (o.savedModelDir) throw new UsageError(`--saved_model_dir ${o.savedModelDir}: with the .onnx module ${spec} the model is exported as ONNX only; drop --saved_model_dir`);
-  if (!isOnnxPath(o.outputGraph)) {
-    throw new UsageError(`--output_graph ${o.outputGraph}: with the .onnx module ${spec} the model is exported as ONNX only; give a .onnx file, e.g. --output_graph /tmp/output_graph.onnx`);
+  if (!isOnnxPath(o.outputGraph) && !isTflitePath(o.outputGraph)) {
+    throw new UsageError(`--output_graph ${o.outputGraph}: with the .onnx module ${spec} the model is exported as ONNX or TFLite only; give a .onnx or .tflite file, e.g. --output_graph /tmp/output_graph.onnx`);
   }
 }
 
