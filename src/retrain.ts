@@ -142,14 +142,15 @@ async function trainAndExport(
 /** Refuses what cannot be done (fine-tuning, a TensorFlow export) before any time goes into bottlenecks. */
 async function refuseUnsupportedRequests(extractor: FeatureExtractor, o: RetrainOptions): Promise<void> {
   if (extractor.kind === 'onnx') refuseForOnnxModule(extractor.info.spec, o);
+  // An .onnx module's graph is read now, so an op the reader lacks is named before any bottleneck.
+  if (extractor.kind === 'onnx' && o.fineTuneLayers > 0 && !o.bottlenecksOnly && !o.checkDataset) await splitModule(extractor, o.fineTuneLayers);
   checkTensorFlowExport(extractor.info, o);
   checkOnnxExport(extractor, o);
   if (!o.bottlenecksOnly && !o.checkDataset) await checkTfliteExport(extractor, o);
 }
 
-/** An .onnx module runs on onnxruntime only: no fine-tuning, and ONNX and TFLite (read by src/graph/from_onnx.ts) are the formats it can be exported to. */
+/** An .onnx module runs on onnxruntime: ONNX and TFLite (read by src/graph/from_onnx.ts) are the formats it can be exported to. */
 function refuseForOnnxModule(spec: string, o: RetrainOptions): void {
-  if (o.fineTuneLayers > 0) throw new UsageError(`--fine_tune_layers ${o.fineTuneLayers}: ${spec} is an .onnx module, which runs on onnxruntime and cannot be fine-tuned; drop --fine_tune_layers`);
   if (o.bottlenecksOnly || o.checkDataset) return;
   if (o.savedModelDir) throw new UsageError(`--saved_model_dir ${o.savedModelDir}: with the .onnx module ${spec} the model is exported as ONNX only; drop --saved_model_dir`);
   if (!isOnnxPath(o.outputGraph) && !isTflitePath(o.outputGraph)) {

@@ -165,3 +165,40 @@ test('retrain --tfhub_module tiny.onnx --output_graph x.tflite: label-image on i
   assert.deepEqual([...tflite.keys()].sort(), [...onnx.keys()].sort());
   for (const [k, v] of tflite) assert.ok(Math.abs(v - onnx.get(k)!) < 1e-4, `${k}: tflite ${v}, onnx ${onnx.get(k)}`);
 });
+
+test('retrain --fine_tune_layers on an .onnx module: the .onnx and .tflite exports carry the fine-tuned weights and reproduce the test accuracy', async () => {
+  const root = tempDir('from-onnx-finetune-');
+  const images = await makeImageDir(path.join(root, 'images'), { perClass: 12 });
+  const module = path.join(root, 'tiny.onnx');
+  fs.writeFileSync(module, torchvisionLike(3));
+  const summary = path.join(root, 'summary.json');
+  const labels = path.join(root, 'labels.txt');
+  const args = (out: string) => [
+    '--image_dir', images, '--tfhub_module', module, '--bottleneck_dir', path.join(root, 'bn'), '--output_graph', out, '--output_labels', labels,
+    '--summary_json', summary, '--skip_dataset_check', '--how_many_training_steps', '10', '--testing_percentage', '25',
+    '--fine_tune_layers', '2', '--fine_tune_steps', '8', '--fine_tune_batch_size', '4', '--fine_tune_learning_rate', '0.5', '--validation_percentage', '0',
+  ];
+  for (const ext of ['onnx', 'tflite']) {
+    const out = path.join(root, `model.${ext}`);
+    const r = runCli('retrain', args(out));
+    assert.equal(r.status, 0, r.stderr);
+    const s = JSON.parse(fs.readFileSync(summary, 'utf8'));
+    assert.equal(s.fine_tune.layers.length, 2);
+    assert.equal(s.fine_tune.steps, 8);
+    assert.equal(s.fine_tune.activations[ext === 'onnx' ? 'computed' : 'cached'], 36);
+    const predictions: Array<{ file: string; true_label: string }> = s.test.predictions;
+    const l = runCli('label-image', ['--graph', out, '--labels', labels, '--top_k', '1', '--json', '--image', ...predictions.map((p) => p.file)]);
+    assert.equal(l.status, 0, l.stderr);
+    const doc = JSON.parse(l.stdout) as Array<{ image: string; predictions: Array<{ label: string }> }>;
+    const top = new Map(doc.map((d) => [d.image, d.predictions[0]!.label]));
+    const right = predictions.filter((p) => top.get(p.file) === p.true_label).length;
+    assert.ok(Math.abs(right / predictions.length - s.test.accuracy) < 1e-9, `${ext}: ${right} of ${predictions.length} right, the run: ${s.test.accuracy}`);
+    if (ext === 'onnx') {
+      // The fc layer's weights in the export differ from the module's.
+      const weights = (m: onnxProto.onnx.IModelProto) => (m.graph!.initializer ?? []).filter((t) => t.dataType === 1 && t.rawData?.length).map((t) => Array.from(new Float32Array(new Uint8Array(t.rawData!).buffer)));
+      const before = new Set(weights(decodeModel(fs.readFileSync(module))).map((w) => w.join()));
+      const after = weights(decodeModel(fs.readFileSync(out))).filter((w) => w.length === 5 * 32);
+      assert.ok(after.length > 0 && after.every((w) => !before.has(w.join())), 'the fc kernel was fine-tuned');
+    }
+  }
+});

@@ -161,7 +161,6 @@ test('usage errors of .onnx modules and the normalisation flags: exit 2, one lin
     ['--input_mean with two values', s.args(images, fixed, [...out, '--input_mean', '1,2', '--input_std', '1']), /--input_mean needs one number or three comma-separated numbers/],
     ['--input_range with --input_mean', s.args(images, fixed, [...out, '--input_range', '0,1', '--input_mean', '0', '--input_std', '255']), /--input_range and --input_mean\/--input_std both set the normalisation/],
     ['--input_mean without --input_std', s.args(images, fixed, [...out, '--input_mean', '127.5']), /--input_mean and --input_std go together/],
-    ['fine-tuning an .onnx module', s.args(images, fixed, [...out, '--fine_tune_layers', '1']), /--fine_tune_layers 1: \S+fixed\.onnx is an \.onnx module, which runs on onnxruntime and cannot be fine-tuned/],
     ['a TF.js folder as --output_graph', s.args(images, fixed, ['--output_graph', path.join(s.root, 'folder')]), /--output_graph \S+folder: with the \.onnx module \S+ the model is exported as ONNX or TFLite only; give a \.onnx or \.tflite file, e\.g\. --output_graph \/tmp\/output_graph\.onnx/],
     ['a frozen .pb as --output_graph', s.args(images, fixed, ['--output_graph', path.join(s.root, 'out.pb')]), /--output_graph \S+out\.pb: with the \.onnx module .* ONNX or TFLite only/],
     ['--saved_model_dir', s.args(images, fixed, [...out, '--saved_model_dir', path.join(s.root, 'sm')]), /--saved_model_dir \S+: with the \.onnx module .* ONNX only/],

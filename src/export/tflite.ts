@@ -8,7 +8,6 @@
 import { RetrainError, UsageError } from '../errors.js';
 import { foldForInference } from '../graph/fold.js';
 import { fromLayersModel } from '../graph/from_layers.js';
-import { fromOnnx } from '../graph/from_onnx.js';
 import { fromTfjsGraph } from '../graph/from_tfjs_graph.js';
 import { UnsupportedOpsError } from '../graph/errors.js';
 import { withHead, FINAL_RESULT, type HeadWeights } from '../graph/head.js';
@@ -40,8 +39,8 @@ export async function moduleGraphOf(ex: FeatureExtractor): Promise<Graph> {
     case 'graph':
       return fromTfjsGraph(ex.files.artifacts, { outputNode: info.bottleneckTensor, height: info.inputHeight, width: info.inputWidth });
     case 'onnx': {
-      const { decodeModel } = await import('../module/onnx/builder.js');
-      return fromOnnx(decodeModel(ex.bytes), { height: info.inputHeight, width: info.inputWidth });
+      const { onnxModuleGraph } = await import('../module/onnx/convert.js');
+      return onnxModuleGraph(ex.bytes, { height: info.inputHeight, width: info.inputWidth });
     }
     case 'saved-model':
       throw new UsageError(`--output_graph: a ${info.format} module cannot be converted to TFLite; use its TF.js version as --tfhub_module`);

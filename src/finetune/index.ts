@@ -11,7 +11,8 @@ import { UsageError } from '../errors.js';
 import type { Graph } from '../graph/ir.js';
 import type { Logger } from '../log.js';
 import type { FeatureExtractor } from '../module/index.js';
-import { moduleGraph } from '../module/onnx/convert.js';
+import { UnsupportedOpsError } from '../graph/errors.js';
+import { moduleGraph, onnxModuleGraph } from '../module/onnx/convert.js';
 import type { LabeledSet } from '../bottleneck/sets.js';
 import { MAX_CROSS_ENTROPY, divergence, type Head, type HeadValues } from '../train/index.js';
 import { classWeights, headLoss, makeOptimizer, type ClassWeighting, type OptimizerName } from '../train/options.js';
@@ -25,13 +26,22 @@ export { splitGraph, type GraphSplit } from './split.js';
 
 /** The module read as a Graph and split at --fine_tune_layers; refuses what cannot be fine-tuned. */
 export async function splitModule(ex: FeatureExtractor, n: number): Promise<{ graph: Graph; split: GraphSplit }> {
-  if (ex.kind !== 'graph' && ex.kind !== 'layers') {
+  if (ex.kind === 'saved-model') {
     throw new UsageError(
-      `--fine_tune_layers works with TF.js graph and layers modules (the built-in one, TF Hub tfjs models); ${ex.info.spec} is a ${ex.info.format}: ` +
+      `--fine_tune_layers works with TF.js graph and layers modules (the built-in one, TF Hub tfjs models) and .onnx modules; ${ex.info.spec} is a ${ex.info.format}: ` +
         'use its TF.js version as --tfhub_module, or drop --fine_tune_layers',
     );
   }
-  const graph = await moduleGraph(ex.files, { bottleneck: ex.info.bottleneckTensor, height: ex.info.inputHeight, width: ex.info.inputWidth });
+  const size = { height: ex.info.inputHeight, width: ex.info.inputWidth };
+  let graph: Graph;
+  if (ex.kind === 'onnx') {
+    try {
+      graph = onnxModuleGraph(ex.bytes, size);
+    } catch (err) {
+      if (err instanceof UnsupportedOpsError) throw new UsageError(`--fine_tune_layers ${n}: ${ex.info.spec} uses ${err.ops.length === 1 ? 'an op' : 'ops'} the .onnx reader does not cover: ${err.ops.join(', ')}; drop --fine_tune_layers`);
+      throw err;
+    }
+  } else graph = await moduleGraph(ex.files, { bottleneck: ex.info.bottleneckTensor, ...size });
   return { graph, split: splitGraph(graph, n, ex.info.spec) };
 }
 

@@ -11,7 +11,7 @@ import type { ClassWeighting, OptimizerName } from '../train/options.js';
 import { activationExtractor } from './activations.js';
 import { GraphTop } from './executor.js';
 import { fineTune, splitModule, topBottlenecks, type FineTuneEpoch } from './index.js';
-import { withFineTunedWeights } from './weights.js';
+import { withFineTunedOnnx, withFineTunedWeights } from './weights.js';
 
 /** Cached distorted variants per image when --distortion_variants is 0 (fresh ones would run the bottom at every step). */
 const FRESH_DISTORTION_VARIANTS = 10;
@@ -99,7 +99,12 @@ export async function fineTuneStage(
     const pct = (v: number | null) => (v === null ? 'n/a' : `${(v * 100).toFixed(1)}%`);
     log.info(`Fine-tuning: validation accuracy ${pct(r.validationBefore)} before, ${pct(r.validationAfter)} after (N=${sets.validation.y.length}; weights of epoch ${r.bestEpoch} kept)`);
     const testing = await topBottlenecks(top, sets.testing);
-    const tuned = ex.kind === 'graph' || ex.kind === 'layers' ? withFineTunedWeights(ex, top.values()) : ex;
+    const tuned =
+      ex.kind === 'graph' || ex.kind === 'layers'
+        ? withFineTunedWeights(ex, top.values())
+        : ex.kind === 'onnx'
+          ? await withFineTunedOnnx(ex, graph, top.values(), { threads: o.numWorkers || undefined, log })
+          : ex;
     return {
       extractor: tuned,
       testing,

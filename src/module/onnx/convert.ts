@@ -6,11 +6,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { fromLayersModel, type LayersReadOptions } from '../../graph/from_layers.js';
+import { fromOnnx } from '../../graph/from_onnx.js';
 import { fromTfjsGraph, type TfjsGraphReadOptions } from '../../graph/from_tfjs_graph.js';
 import type { Graph } from '../../graph/ir.js';
 import { toOnnx } from '../../graph/to_onnx.js';
 import { modelFormat, type LoadedModelFiles } from '../io.js';
-import { encodeModel, type ModelProto } from './builder.js';
+import { decodeModel, encodeModel, type ModelProto } from './builder.js';
 
 export { UnsupportedOpsError } from './errors.js';
 export { INPUT_NAME, BOTTLENECK_NAME } from './builder.js';
@@ -52,4 +53,9 @@ export async function moduleGraph(files: LoadedModelFiles, opts: ConvertOptions)
 /** Converts a module's files to ONNX bytes. */
 export async function convertModule(files: LoadedModelFiles, opts: ConvertOptions): Promise<Uint8Array> {
   return encodeModel(toOnnx(await moduleGraph(files, opts), { metadata: { 'retrain.bottleneck_tensor': opts.bottleneck.replace(/:0$/, '') } }));
+}
+
+/** An .onnx module's bytes as a Graph (input the normalised NHWC image, whatever the model's layout). */
+export function onnxModuleGraph(bytes: Uint8Array, opts: { height: number; width: number }): Graph {
+  return fromOnnx(decodeModel(bytes), opts);
 }
