@@ -152,7 +152,7 @@ async function refuseUnsupportedRequests(extractor: FeatureExtractor, o: Retrain
 /** An .onnx module runs on onnxruntime: ONNX and TFLite (read by src/graph/from_onnx.ts) are the formats it can be exported to. */
 function refuseForOnnxModule(spec: string, o: RetrainOptions): void {
   if (o.bottlenecksOnly || o.checkDataset) return;
-  if (o.savedModelDir) throw new UsageError(`--saved_model_dir ${o.savedModelDir}: with the .onnx module ${spec} the model is exported as ONNX only; drop --saved_model_dir`);
+  if (o.savedModelDir) throw new UsageError(`--saved_model_dir ${o.savedModelDir}: with the .onnx module ${spec} the model is exported as ONNX or TFLite only; drop --saved_model_dir`);
   if (!isOnnxPath(o.outputGraph) && !isTflitePath(o.outputGraph)) {
     throw new UsageError(`--output_graph ${o.outputGraph}: with the .onnx module ${spec} the model is exported as ONNX or TFLite only; give a .onnx or .tflite file, e.g. --output_graph /tmp/output_graph.onnx`);
   }

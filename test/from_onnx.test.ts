@@ -17,6 +17,10 @@ import { fromOnnx } from '../src/graph/from_onnx.js';
 import { toOnnx } from '../src/graph/to_onnx.js';
 import { GraphBuilder, IR_VERSION, OPSET, decodeModel, encodeModel, valueInfo } from '../src/module/onnx/builder.js';
 import { transposeArray } from '../src/graph/tensor.js';
+import { foldForInference } from '../src/graph/fold.js';
+import { withHead } from '../src/graph/head.js';
+import { toTflite } from '../src/graph/to_tflite.js';
+import { SKIP_ARMNN, runArmnn } from './helpers/armnn.js';
 import { makeImageDir, runCli, tempDir } from './helpers/fixtures.js';
 
 type Dim = number | string;
@@ -122,6 +126,27 @@ test('from_onnx: an NCHW and an NHWC backbone, read to the Graph and written bac
   const kWant = await run(keras, nhwc, [n, H, W, 3]);
   const kGot = await run(encodeModel(toOnnx(kg)), nhwc, [n, H, W, 3]);
   assert.ok(maxDiff(kWant, kGot) < 1e-4, `NHWC model: ${maxDiff(kWant, kGot)}`);
+});
+
+test('an NCHW .onnx backbone with a head, written as TFLite, runs on Arm NN as the original runs on onnxruntime (1e-4)', { skip: SKIP_ARMNN }, async () => {
+  const rng = seedrandom('armnn');
+  const n = 2;
+  const nhwc = Float32Array.from({ length: n * H * W * 3 }, () => rng() * 2 - 1);
+  const torch = torchvisionLike(4);
+  const features = await run(torch, transposeArray(nhwc, [n, H, W, 3], [0, 3, 1, 2]), [n, 3, H, W]);
+  const head = { weights: Float32Array.from({ length: 5 * 3 }, () => rng() * 2 - 1), biases: Float32Array.from({ length: 3 }, () => rng() - 0.5) };
+  // The head on the original's features: softmax(x · W + b), W [5, 3].
+  const want = new Float32Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    const logits = [0, 1, 2].map((c) => head.biases[c]! + [0, 1, 2, 3, 4].reduce((s, k) => s + features[i * 5 + k]! * head.weights[k * 3 + c]!, 0));
+    const m = Math.max(...logits);
+    const e = logits.map((l) => Math.exp(l - m));
+    e.forEach((v, c) => (want[i * 3 + c] = v / e.reduce((a, b) => a + b, 0)));
+  }
+  const graph = foldForInference(withHead(fromOnnx(decodeModel(torch), { height: H, width: W }), head));
+  const r = runArmnn(toTflite(graph), nhwc);
+  const got = Float32Array.from(r.outputs.flat());
+  assert.ok(maxDiff(got, want) < 1e-4, `Arm NN differs by ${maxDiff(got, want)}`);
 });
 
 test('from_onnx: ops it cannot map are named together, and a channel-order flatten of a spatial value is refused', () => {

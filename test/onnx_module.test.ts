@@ -163,7 +163,7 @@ test('usage errors of .onnx modules and the normalisation flags: exit 2, one lin
     ['--input_mean without --input_std', s.args(images, fixed, [...out, '--input_mean', '127.5']), /--input_mean and --input_std go together/],
     ['a TF.js folder as --output_graph', s.args(images, fixed, ['--output_graph', path.join(s.root, 'folder')]), /--output_graph \S+folder: with the \.onnx module \S+ the model is exported as ONNX or TFLite only; give a \.onnx or \.tflite file, e\.g\. --output_graph \/tmp\/output_graph\.onnx/],
     ['a frozen .pb as --output_graph', s.args(images, fixed, ['--output_graph', path.join(s.root, 'out.pb')]), /--output_graph \S+out\.pb: with the \.onnx module .* ONNX or TFLite only/],
-    ['--saved_model_dir', s.args(images, fixed, [...out, '--saved_model_dir', path.join(s.root, 'sm')]), /--saved_model_dir \S+: with the \.onnx module .* ONNX only/],
+    ['--saved_model_dir', s.args(images, fixed, [...out, '--saved_model_dir', path.join(s.root, 'sm')]), /--saved_model_dir \S+: with the \.onnx module .* ONNX or TFLite only/],
     ['--quantize_bytes', s.args(images, fixed, [...out, '--quantize_bytes', '1']), /--quantize_bytes applies to TF\.js folders/],
     ['per-channel values for a TF.js module', s.args(images, graph, ['--input_mean', '1,2,3', '--input_std', '4,5,6']), /per-channel values work for \.onnx modules only/],
   ];

@@ -85,7 +85,7 @@ export interface SavedModelExtractor extends ExtractorBase {
   kind: 'saved-model';
 }
 
-/** An ONNX feature extractor (`--tfhub_module x.onnx`): always on ONNX Runtime, exportable as .onnx only. */
+/** An ONNX feature extractor (`--tfhub_module x.onnx`): always on ONNX Runtime; exportable as .onnx, and as .tflite and fine-tunable through src/graph/from_onnx.ts. */
 export interface OnnxExtractor extends ExtractorBase {
   kind: 'onnx';
   /** The module file: the .onnx export appends the head to it. */
