@@ -15,6 +15,7 @@ import { UnsupportedOpsError } from './errors.js';
 import type { Activation, BinaryNode, Graph, Operand, Padding } from './ir.js';
 import { transposeArray } from './tensor.js';
 import type { ModelProto } from '../module/onnx/builder.js';
+import { detectLayout } from '../module/onnx/signature.js';
 
 type OnnxNode = NonNullable<NonNullable<ModelProto['graph']>['node']>[number];
 type OnnxTensor = NonNullable<NonNullable<ModelProto['graph']>['initializer']>[number];
@@ -52,7 +53,7 @@ export interface OnnxReadOptions {
   width: number;
 }
 
-/** A constant: float data and, for int64/int32 tensors, the integers. */
+/** A constant (int64/int32/double tensors as float32: shapes, axes and pads fit). */
 interface Const {
   data: Float32Array;
   dims: number[];
@@ -117,8 +118,10 @@ export function fromOnnx(model: ModelProto, opts: OnnxReadOptions): Graph {
   const outputs = graph.output ?? [];
   if (outputs.length !== 1) throw new Error(`the model has ${outputs.length} outputs; a module gives one bottleneck`);
   const inputName = inputs[0]!.name ?? '';
-  const dims = (inputs[0]!.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimValue === undefined || d.dimValue === null ? 0 : num(d.dimValue)));
-  const inputCf = dims.length === 4 && dims[1] === 3 && dims[3] !== 3;
+  const dims = (inputs[0]!.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimValue === undefined || d.dimValue === null || num(d.dimValue) <= 0 ? null : num(d.dimValue)));
+  const layout = detectLayout(dims);
+  if (layout !== 'NCHW' && layout !== 'NHWC') throw new Error(`the input ${inputName} ${layout}`);
+  const inputCf = layout === 'NCHW';
 
   // The nodes the output depends on, in the model's (topological) order.
   const producer = new Map<string, OnnxNode>();
