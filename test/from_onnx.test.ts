@@ -227,3 +227,28 @@ test('retrain --fine_tune_layers on an .onnx module: the .onnx and .tflite expor
     }
   }
 });
+
+test('an .onnx module with an op the reader lacks: --output_graph x.tflite and --fine_tune_layers each fail at start with one line naming it', async () => {
+  const root = tempDir('from-onnx-refuse-');
+  const images = await makeImageDir(path.join(root, 'images'), { perClass: 3 });
+  const g = new GraphBuilder();
+  g.reserve(['x']);
+  let x = g.node('Softplus', ['x'], 'softplus');
+  x = g.node('GlobalAveragePool', [x], 'gap');
+  x = g.node('Flatten', [x], 'flat');
+  const module = path.join(root, 'softplus.onnx');
+  fs.writeFileSync(module, modelOf(g, shapeInfo('x', ['N', 3, 8, 8]), x, ['N', 3]));
+  const bn = path.join(root, 'bn');
+  const base = ['--image_dir', images, '--tfhub_module', module, '--bottleneck_dir', bn, '--skip_dataset_check', '--output_labels', path.join(root, 'labels.txt')];
+  const cases: Array<[string[], number, RegExp]> = [
+    [['--output_graph', path.join(root, 'x.tflite')], 1, /--output_graph \S+x\.tflite: the module uses an op the TFLite writer does not cover: Softplus/],
+    [['--output_graph', path.join(root, 'x.onnx'), '--fine_tune_layers', '1'], 2, /--fine_tune_layers 1: \S+softplus\.onnx uses an op the \.onnx reader does not cover: Softplus/],
+  ];
+  for (const [extra, status, message] of cases) {
+    const r = runCli('retrain', [...base, ...extra]);
+    assert.equal(r.status, status, r.stderr);
+    assert.match(r.stderr, message);
+    assert.equal(r.stderr.split('\n').filter((l) => /\berror:/.test(l)).length, 1, r.stderr);
+    assert.ok(!fs.existsSync(bn) || fs.readdirSync(bn, { recursive: true }).length === 0, 'no bottleneck computed');
+  }
+});
