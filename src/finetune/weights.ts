@@ -3,7 +3,8 @@
  * (by name; the Graph readers name weights after the model's own weights), and for a
  * layers module its loaded variables too. Every export reads the module from there
  * (TF.js folder, .pb, SavedModel, ONNX and TFLite conversions), and the module id
- * changes with the weights so no cached conversion of the original is reused.
+ * changes with the weights so no cached conversion of the original is reused. An .onnx
+ * module is written anew from its Graph instead (withFineTunedOnnx).
  */
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
