@@ -43,7 +43,7 @@ const H = 16;
 const W = 12;
 
 /**
- * A torchvision-like backbone, NCHW: conv+BN+ReLU, depthwise conv+ReLU6 (Clip),
+ * A torchvision-like backbone, NCHW: conv+BN+ReLU, max pool with pads 1 (ResNet's stem), depthwise conv+ReLU6 (Clip),
  * pointwise conv with a per-channel Add, Mul by a scalar and Sigmoid, two pooled
  * branches (Pad+MaxPool, AveragePool) concatenated, GlobalAveragePool, Flatten, Gemm.
  */
@@ -57,6 +57,7 @@ function torchvisionLike(seed = 1): Uint8Array {
   let x = conv('image', rand(8 * 3 * 9), [8, 3, 3, 3], { kernel_shape: { ints: [3, 3] }, strides: { ints: [2, 2] }, pads: { ints: [1, 1, 1, 1] } }, 'conv1', false);
   x = g.node('BatchNormalization', [x, g.floatConst('bn.w', rand(8, 1).map((v) => v + 1.5), [8]), g.floatConst('bn.b', rand(8), [8]), g.floatConst('bn.m', rand(8), [8]), g.floatConst('bn.v', rand(8).map((v) => v + 1), [8])], 'bn1', { epsilon: { f: 1e-5 } });
   x = g.node('Relu', [x], 'relu1');
+  x = g.node('MaxPool', [x], 'stem_pool', { kernel_shape: { ints: [3, 3] }, pads: { ints: [1, 1, 1, 1] } });
   x = conv(x, rand(8 * 9, 1), [8, 1, 3, 3], { kernel_shape: { ints: [3, 3] }, pads: { ints: [1, 1, 1, 1] }, group: { i: 8 } }, 'dw');
   x = g.node('Clip', [x, g.floatConst('zero', Float32Array.of(0), []), g.floatConst('six', Float32Array.of(6), [])], 'relu6');
   x = conv(x, rand(16 * 8), [16, 8, 1, 1], { kernel_shape: { ints: [1, 1] } }, 'pw', false);

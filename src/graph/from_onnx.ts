@@ -308,7 +308,15 @@ export function fromOnnx(model: ModelProto, opts: OnnxReadOptions): Graph {
       // The Graph's average pool counts the window's real pixels only (TF's).
       if (op === 'AveragePool' && typeof padding === 'object' && intAttr(n, 'count_include_pad', 0) !== 0) throw new UnsupportedOpsError(['AveragePool(count_include_pad)']);
       const k = intsAttr(n, 'kernel_shape')!;
-      ref = { value: b.add({ op: op === 'AveragePool' ? 'avg_pool' : 'max_pool', name, x, ksize: [k[0]!, k[1]!], strides: pair(n, 'strides'), padding }), cf: true };
+      let input = x;
+      let pads = padding;
+      // torchvision's max pool after a ReLU (pads 1, not TF's SAME): zero padding is exact there, and TFLite has no explicit pool padding.
+      const prev = b.nodes.find((v) => v.name === x);
+      if (op === 'MaxPool' && typeof padding === 'object' && prev && 'activation' in prev && (prev.activation === 'relu' || prev.activation === 'relu6')) {
+        input = b.add({ op: 'pad', name: `${name}/pad`, x, pads: padding, value: 0 });
+        pads = 'VALID';
+      }
+      ref = { value: b.add({ op: op === 'AveragePool' ? 'avg_pool' : 'max_pool', name, x: input, ksize: [k[0]!, k[1]!], strides: pair(n, 'strides'), padding: pads }), cf: true };
     } else if (op === 'Pad') {
       const v = valueOf(ins[0]!, n);
       const mode = strAttr(n, 'mode') ?? 'constant';
