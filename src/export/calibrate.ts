@@ -3,7 +3,6 @@
  * a sample of training images, gives each value's range; ./../graph/quantize.ts turns the
  * ranges into TFLite's int8 parameters.
  */
-import * as ort from 'onnxruntime-node';
 import { activationParams, type ValueRange } from '../graph/quantize.js';
 import type { Graph } from '../graph/ir.js';
 import type { TfliteQuantization } from '../graph/to_tflite.js';
@@ -11,12 +10,15 @@ import { toOnnxWithValues } from '../graph/to_onnx.js';
 import { plainImageBatches } from '../image/batches.js';
 import type { InputSpec } from '../image/index.js';
 import { encodeModel } from '../module/onnx/builder.js';
+import { loadOnnxRuntime } from '../module/onnx/runtime.js';
 
 export async function calibrateInt8(graph: Graph, files: string[], spec: InputSpec, inputRange: [number, number]): Promise<TfliteQuantization> {
   const { model, onnxNames } = toOnnxWithValues(graph, { outputName: 'calibration_output' });
   const outputs = [...new Set(onnxNames.values())];
   const declared = new Set((model.graph!.output ?? []).map((o) => o.name));
   for (const name of outputs) if (!declared.has(name)) model.graph!.output!.push({ name, type: { tensorType: { elemType: 1 } } });
+  // Through the one loader, so a missing engine is the usual one line with its restore command.
+  const ort = await loadOnnxRuntime();
   const session = await ort.InferenceSession.create(encodeModel(model), { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
   const ranges = new Map<string, ValueRange>();
   const images = plainImageBatches(spec);

@@ -11,29 +11,24 @@
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { errorMessage } from '../errors.js';
+import { pruneGraph } from '../graph/build.js';
 import type { Graph, Node } from '../graph/ir.js';
 import type { Logger } from '../log.js';
 import type { FeatureExtractor, OnnxExtractor } from '../module/index.js';
 import type { OnnxSession } from '../module/onnx/session.js';
 import { runNodes } from './executor.js';
-import { valueInputs, weightNames, type GraphSplit } from './split.js';
+import type { GraphSplit } from './split.js';
 
 /** Bumped when the bottom's computation changes, so cached activations are redone. */
 const ACTIVATION_VERSION = 1;
 
 /** The graph from the input to the cut, flattened per image ([N, H*W*C], NHWC order). */
 export function bottomGraph(g: Graph, split: GraphSplit): Graph {
-  const needed = new Set<string>([split.cut]);
-  for (let i = g.nodes.length - 1; i >= 0; i--) {
-    const n = g.nodes[i]!;
-    if (needed.has(n.name)) for (const x of valueInputs(n)) needed.add(x);
-  }
-  const nodes: Node[] = g.nodes.filter((n) => needed.has(n.name));
+  const bottom = pruneGraph({ ...g, output: split.cut });
   const size = split.cutShape.reduce((p, d) => p * d, 1);
   const flat = `${split.cut}/fine_tune_activation`;
-  nodes.push({ op: 'reshape', name: flat, x: split.cut, target: [-1, size], shape: [-1, size] });
-  const used = new Set(nodes.flatMap(weightNames));
-  return { nodes, input: g.input, output: flat, weights: new Map([...g.weights].filter(([k]) => used.has(k))) };
+  const reshape: Node = { op: 'reshape', name: flat, x: split.cut, target: [-1, size], shape: [-1, size] };
+  return { ...bottom, nodes: [...bottom.nodes, reshape], output: flat };
 }
 
 export interface ActivationExtractorOptions {

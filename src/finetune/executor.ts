@@ -8,7 +8,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../errors.js';
 import type { Activation, ConvNode, Graph, Node, Padding } from '../graph/ir.js';
-import { weightNames, type GraphSplit } from './split.js';
+import { nodeWeights } from '../graph/build.js';
+import type { GraphSplit } from './split.js';
 
 /**
  * matMul whose gradient multiplies by explicitly transposed operands: tfjs-wasm's
@@ -239,7 +240,7 @@ export class GraphTop {
     const trainable = new Set(split.trainable);
     this.variables = new Map();
     this.frozen = new Map();
-    for (const name of new Set(split.top.flatMap(weightNames))) {
+    for (const name of new Set(split.top.flatMap(nodeWeights))) {
       const w = graph.weights.get(name)!;
       if (trainable.has(name)) this.variables.set(name, tf.variable(tf.tensor(w.data, w.shape), true, `fine_tune/${name}`));
       else this.frozen.set(name, tf.tensor(w.data, w.shape));

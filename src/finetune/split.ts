@@ -5,6 +5,7 @@
  * the bottleneck, and the single value that enters them.
  */
 import { UsageError } from '../errors.js';
+import { nodeInputs, nodeWeights, pruneGraph } from '../graph/build.js';
 import type { Graph, Node } from '../graph/ir.js';
 
 /** The layers --fine_tune_layers counts: nodes with weights that learn (conv, depthwise, dense). */
@@ -33,23 +34,19 @@ export interface GraphSplit {
 export function splitGraph(g: Graph, n: number, where: string): GraphSplit {
   const index = new Map(g.nodes.map((node, i) => [node.name, i]));
   // Only what the output depends on.
-  const needed = new Set<string>([g.output]);
-  for (let i = g.nodes.length - 1; i >= 0; i--) {
-    const node = g.nodes[i]!;
-    if (needed.has(node.name)) for (const x of valueInputs(node)) needed.add(x);
-  }
-  const nodes = g.nodes.filter((node) => needed.has(node.name));
+  const nodes = pruneGraph(g).nodes;
+  const needed = new Set(nodes.map((node) => node.name));
   const counted = nodes.filter((node) => COUNTED_OPS.has(node.op));
   if (n > counted.length) throw new UsageError(`--fine_tune_layers ${n} is more than the ${counted.length} layers with weights in module ${where}`);
   const unfrozen = counted.slice(-n);
   const lowest = unfrozen[0]!;
-  const first = valueInputs(lowest)[0]!;
+  const first = nodeInputs(lowest)[0]!;
   for (let at = index.get(first)!; at >= 0; at--) {
     const cut = g.nodes[at]!;
     if (!needed.has(cut.name)) continue;
     const top = nodes.filter((node) => index.get(node.name)! > at);
     const inside = new Set([cut.name, ...top.map((t) => t.name)]);
-    if (top.every((t) => valueInputs(t).every((x) => inside.has(x)))) {
+    if (top.every((t) => nodeInputs(t).every((x) => inside.has(x)))) {
       return {
         cut: cut.name,
         cutShape: cut.shape.slice(1),
@@ -70,50 +67,9 @@ export function splitGraph(g: Graph, n: number, where: string): GraphSplit {
 function trainableWeights(top: Node[], unfrozen: Node[]): string[] {
   const names = new Set(unfrozen.map((u) => u.name));
   const out = new Set<string>();
-  for (const u of unfrozen) for (const w of u.op === 'batch_norm' ? [u.scale, u.offset] : weightNames(u)) out.add(w);
+  for (const u of unfrozen) for (const w of u.op === 'batch_norm' ? [u.scale, u.offset] : nodeWeights(u)) out.add(w);
   for (const t of top) {
-    if ((t.op === 'add' || t.op === 'mul') && valueInputs(t).length === 1 && names.has(valueInputs(t)[0]!)) for (const w of weightNames(t)) out.add(w);
+    if ((t.op === 'add' || t.op === 'mul') && nodeInputs(t).length === 1 && names.has(nodeInputs(t)[0]!)) for (const w of nodeWeights(t)) out.add(w);
   }
   return [...out];
-}
-
-/** The weights a node reads. */
-export function weightNames(n: Node): string[] {
-  switch (n.op) {
-    case 'conv2d':
-    case 'depthwise_conv2d':
-      return [n.filter, ...(n.bias ? [n.bias] : [])];
-    case 'dense':
-      return [n.kernel, ...(n.bias ? [n.bias] : [])];
-    case 'batch_norm':
-      return [n.scale, n.offset, n.mean, n.variance];
-    case 'add':
-    case 'mul':
-    case 'sub':
-    case 'div':
-    case 'maximum':
-    case 'minimum':
-      return [n.a, n.b].flatMap((o) => ('weight' in o ? [o.weight] : []));
-    default:
-      return [];
-  }
-}
-
-/** The values a node reads. */
-export function valueInputs(n: Node): string[] {
-  switch (n.op) {
-    case 'input':
-      return [];
-    case 'concat':
-      return n.xs;
-    case 'add':
-    case 'mul':
-    case 'sub':
-    case 'div':
-    case 'maximum':
-    case 'minimum':
-      return [n.a, n.b].flatMap((o) => ('value' in o ? [o.value] : []));
-    default:
-      return [n.x];
-  }
 }
