@@ -1,7 +1,7 @@
 /**
- * `npm run bench:accuracy [-- --set flowers|fashion|<dir>] [--folds 10] [--fashion_count 3000]`
+ * `npm run bench:accuracy [-- --set flowers|fashion|<dir>] [--folds 10] [--fashion_count 3000] [--fine_tune_layers 4]`
  *
- * Test accuracy (with N) and time of each head on the same splits, with k-fold over
+ * Test accuracy (with N) and time of each head, and of fine-tuning, on the same splits, with k-fold over
  * all images so that every photo is tested once: fold f is the test set, and the other
  * folds are split 8:1 into training and validation (retrain's 80/10/10), the same rows
  * for every method. Bottlenecks come from the built-in module through the project's
@@ -27,6 +27,12 @@ import { intArg } from '../src/cli/common.js';
 import { createImageLists } from '../src/dataset/index.js';
 import { silentLogger } from '../src/log.js';
 import { DEFAULT_MODULE, loadFeatureExtractor } from '../src/module/index.js';
+import { activationExtractor } from '../src/finetune/activations.js';
+import { GraphTop, fineTune, splitModule, topBottlenecks } from '../src/finetune/index.js';
+import type { GraphSplit } from '../src/finetune/split.js';
+import { FINE_TUNE_PATIENCE } from '../src/finetune/stage.js';
+import { defaultRetrainOptions, fineTuneRate } from '../src/flags/retrain.js';
+import type { Graph } from '../src/graph/ir.js';
 import { predictSet, trainHead } from '../src/train/index.js';
 import { assignFolds, denseProbabilities, trainL2Head } from '../src/train/l2.js';
 import { round } from './anchor.js';
@@ -37,8 +43,9 @@ const cmd = new Command('bench-accuracy')
   .option('--folds <k>', 'test folds (every image tested once)', intArg('--folds'), 10)
   .option('--fashion_count <n>', 'images of Fashion-MNIST to use (the first n of its training file)', intArg('--fashion_count'), 3000)
   .option('--seed <n>', 'seed of the folds and the heads', intArg('--seed'), 0)
+  .option('--fine_tune_layers <n>', 'also fine-tune the top n layers after the default head, as retrain does with every other flag at its default (0: skip)', intArg('--fine_tune_layers'), 4)
   .parse();
-const o = cmd.opts<{ set: string; folds: number; fashion_count: number; seed: number }>();
+const o = cmd.opts<{ set: string; folds: number; fashion_count: number; seed: number; fine_tune_layers: number }>();
 
 /** Split of one fold, as each method receives it; `files` lets a method that needs the images (fine-tuning) find them. */
 export interface FoldSets {
@@ -54,6 +61,55 @@ export interface FoldSets {
 export interface Method {
   name: string;
   run(s: FoldSets): Promise<Int32Array>;
+}
+
+/** retrain.py's head with its defaults, as `retrain` trains it. */
+async function defaultHead(s: FoldSets) {
+  const { head } = await trainHead(s.training, s.validation, s.classCount, s.dim, {
+    steps: 4000,
+    learningRate: 0.01,
+    trainBatchSize: 100,
+    validationBatchSize: 100,
+    evalStepInterval: 10,
+    seed: s.seed,
+    log: silentLogger,
+  });
+  return head;
+}
+
+/**
+ * The default head, then `--fine_tune_layers n` with every other flag at retrain's
+ * default (epochs, rate, batch, patience), on the cached activations of the same rows.
+ * Its time includes the head's.
+ */
+function fineTuning(layers: number, graph: Graph, split: GraphSplit, acts: LabeledSet): Method {
+  const row = new Map(acts.files.map((f, i) => [f, i]));
+  const size = acts.x.length / acts.y.length;
+  const pick = (set: LabeledSet) => rowsOf(acts, size, set.files.map((f) => row.get(f)!));
+  const d = defaultRetrainOptions();
+  return {
+    name: `fine-tune (--fine_tune_layers ${layers})`,
+    async run(s) {
+      const head = await defaultHead(s);
+      const top = new GraphTop(graph, split);
+      try {
+        await fineTune(top, head, pick(s.training), pick(s.validation), {
+          epochs: d.fineTuneEpochs,
+          learningRate: fineTuneRate(d),
+          batchSize: d.fineTuneBatchSize,
+          patience: FINE_TUNE_PATIENCE,
+          seed: s.seed,
+          optimizer: d.optimizer,
+          log: silentLogger,
+        });
+        const { predictions } = predictSet(head, await topBottlenecks(top, pick(s.testing)), s.dim, -1, s.seed);
+        return Int32Array.from(predictions, (p) => p.predictedIndex);
+      } finally {
+        top.dispose();
+        head.dispose();
+      }
+    },
+  };
 }
 
 const argmaxRows = (p: Float64Array | Float32Array, n: number, k: number) =>
@@ -72,24 +128,14 @@ const l2 = (standardize: boolean): Method => ({
 });
 
 /**
- * The methods compared. The first is the baseline of the time ratios. Fine-tuning
- * (the finetune branch) plugs in here: a Method whose run() fine-tunes on
- * s.training.files / s.validation.files and predicts s.testing.files.
+ * The heads compared. The first is the baseline of the time ratios; fine-tuning is
+ * added after them (it needs the module's activations, see benchSet).
  */
 export const METHODS: Method[] = [
   {
     name: 'sgd (retrain.py, default)',
     async run(s) {
-      // retrain.py's defaults, as `retrain` runs them.
-      const { head } = await trainHead(s.training, s.validation, s.classCount, s.dim, {
-        steps: 4000,
-        learningRate: 0.01,
-        trainBatchSize: 100,
-        validationBatchSize: 100,
-        evalStepInterval: 10,
-        seed: s.seed,
-        log: silentLogger,
-      });
+      const head = await defaultHead(s);
       const { predictions } = predictSet(head, s.testing, s.dim, -1, s.seed);
       head.dispose();
       return Int32Array.from(predictions, (p) => p.predictedIndex);
@@ -136,15 +182,23 @@ async function benchSet(name: string): Promise<void> {
   const t0 = performance.now();
   const b = await cacheBottlenecks(lists, extractor, { bottleneckDir: path.join(os.tmpdir(), 'retrain-bench-accuracy-bottlenecks'), log: silentLogger });
   const bottleneckS = (performance.now() - t0) / 1000;
-  extractor.dispose();
   const all = labeledSet(lists, b, 'training');
+  const methods = [...METHODS];
+  if (o.fine_tune_layers > 0) {
+    const { graph, split } = await splitModule(extractor, o.fine_tune_layers);
+    const { extractor: bottom, onOrt } = await activationExtractor(extractor, graph, split, { log: silentLogger });
+    const a = await cacheBottlenecks(lists, bottom, { bottleneckDir: path.join(os.tmpdir(), 'retrain-bench-accuracy-bottlenecks'), numWorkers: onOrt ? undefined : 0, log: silentLogger });
+    bottom.dispose();
+    methods.push(fineTuning(o.fine_tune_layers, graph, split, labeledSet(lists, a, 'training')));
+  }
+  extractor.dispose();
   const classCount = lists.classes.length;
   const dim = b.size;
   const n = all.y.length;
   const fold = assignFolds(all.y, classCount, o.folds, o.seed, 'bench_test_folds');
   const inner = assignFolds(all.y, classCount, 9, o.seed, 'bench_validation_folds');
-  const right = METHODS.map(() => 0);
-  const seconds = METHODS.map(() => 0);
+  const right = methods.map(() => 0);
+  const seconds = methods.map(() => 0);
   const load = [os.loadavg()[0]!];
   for (let f = 0; f < o.folds; f++) {
     const rows = (keep: (i: number) => boolean) => rowsOf(all, dim, [...all.y.keys()].filter(keep));
@@ -156,16 +210,16 @@ async function benchSet(name: string): Promise<void> {
       dim,
       seed: o.seed,
     };
-    for (const [m, method] of METHODS.entries()) {
+    for (const [m, method] of methods.entries()) {
       const t = performance.now();
       const predicted = await method.run(sets);
       seconds[m]! += (performance.now() - t) / 1000;
       right[m]! += predicted.filter((p, i) => p === sets.testing.y[i]).length;
     }
-    process.stderr.write(`fold ${f + 1}/${o.folds}: ${METHODS.map((m, j) => `${m.name} ${right[j]}`).join(', ')}\n`);
+    process.stderr.write(`fold ${f + 1}/${o.folds}: ${methods.map((m, j) => `${m.name} ${right[j]}`).join(', ')}\n`);
   }
   load.push(os.loadavg()[0]!);
-  const results = METHODS.map((m, j) => ({
+  const results = methods.map((m, j) => ({
     method: m.name,
     accuracy_pct: round((100 * right[j]!) / n, 1),
     correct: right[j]!,
