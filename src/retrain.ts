@@ -18,7 +18,7 @@ import { checkOnnxExport, isOnnxPath } from './export/onnx.js';
 import { checkTfliteExport, isTflitePath } from './export/tflite.js';
 import { checkTensorFlowExport } from './export/tf.js';
 import { splitModule } from './finetune/index.js';
-import { fineTuneStage } from './finetune/stage.js';
+import { fineTuneActivations, fineTuneStage, type FineTunePrep } from './finetune/stage.js';
 import { RETRAIN_FLAGS, fineTuneRate, validateRetrainOptions, type RetrainOptions } from './flags/retrain.js';
 import { describeFlags } from './flags/table.js';
 import type { Logger } from './log.js';
@@ -77,17 +77,23 @@ async function retrainSteps(o: RetrainOptions, log: Logger, run: RunRecord): Pro
   run.note({ backend: backend.name, ...splitSection(lists) });
   const extractor = await run.time('module', () => loadModule(o, log));
   run.note({ module: moduleSection(extractor.info) });
+  let prep: FineTunePrep | undefined;
   try {
     await refuseUnsupportedRequests(extractor, o);
-    const { bottlenecks, section } = await run.time('bottlenecks', () => cacheAllBottlenecks(lists, extractor, o, log));
+    // Fine-tuning's activations first: the missing bottlenecks then come from them through the top, so the bottom runs once per image.
+    if (o.fineTuneLayers > 0 && !o.bottlenecksOnly && !o.checkDataset) {
+      prep = await run.time('fine_tune_activations', () => fineTuneActivations(extractor, lists, { ...o, fineTuneLearningRate: fineTuneRate(o) }, log));
+    }
+    const { bottlenecks, section } = await run.time('bottlenecks', () => cacheAllBottlenecks(lists, extractor, o, log, prep?.derive));
     run.note({ bottlenecks: section });
     if (o.bottlenecksOnly) return await finish(o, { summary: run.sofar(), misclassified: [] });
     const check = o.skipDatasetCheck ? undefined : await run.time('dataset_check', () => checkPhotos(lists, bottlenecks, o, path.join(reportDirOf(o), 'dataset_check.csv'), log));
     if (check) run.note({ dataset_check: check });
     if (o.checkDataset) return await finish(o, { summary: await reportCheck(o, run.sofar(), check!, log), misclassified: [] });
     const sets = usableSets(lists, labeledSets(lists, bottlenecks));
-    return await trainAndExport(o, log, run, extractor, lists, sets);
+    return await trainAndExport(o, log, run, extractor, lists, sets, prep);
   } finally {
+    prep?.dispose();
     extractor.dispose();
   }
 }
@@ -100,6 +106,7 @@ async function trainAndExport(
   extractor: FeatureExtractor,
   lists: ImageLists,
   sets: LabeledSets,
+  prep: FineTunePrep | undefined,
 ): Promise<RetrainResult> {
   const labels = lists.classes.map((c) => c.label);
   const size = extractor.info.bottleneckSize;
@@ -115,8 +122,8 @@ async function trainAndExport(
   );
   run.note({ training });
   try {
-    const tuned = o.fineTuneLayers > 0
-      ? await run.time('fine_tuning', () => fineTuneStage(extractor, head, lists, { ...o, fineTuneLearningRate: fineTuneRate(o) }, log))
+    const tuned = prep
+      ? await run.time('fine_tuning', () => fineTuneStage(extractor, head, lists, prep, { ...o, fineTuneLearningRate: fineTuneRate(o) }, log))
       : undefined;
     if (tuned) run.note({ fine_tune: tuned.summary });
     const testing = tuned?.testing ?? sets.testing;

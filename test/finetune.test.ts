@@ -201,6 +201,20 @@ test('retrain --fine_tune_layers on the built-in graph module: exports carry the
   assert.equal(s.fine_tune.layers.length, 2);
   assert.deepEqual(s.fine_tune.activation_shape, [7, 7, 960]);
   assert.equal(s.fine_tune.activations.computed, 36);
+  // The bottom ran once per image: the bottlenecks came from the activations through the top, and equal the whole module's.
+  assert.match(r.stderr, /Creating 36 bottleneck files in \S+ \(36 through the module's top 2 layers from the fine-tuning activations\)/);
+  assert.equal(s.bottlenecks.computed, 36);
+  {
+    const lists = await createImageLists(images, { testingPercentage: 0, validationPercentage: 0 }, new MemoryLogger());
+    const ex = await loadFeatureExtractor({ spec: DEFAULT_MODULE, cacheDir: '', log: new MemoryLogger() });
+    const derived = await cacheBottlenecks(lists, ex, { bottleneckDir: path.join(root, 'bn'), log: new MemoryLogger() });
+    const direct = await cacheBottlenecks(lists, ex, { bottleneckDir: path.join(root, 'bn-direct'), log: new MemoryLogger() });
+    ex.dispose();
+    assert.equal(derived.cached, 36);
+    let worst = 0;
+    for (const [file, v] of direct.values) v.forEach((d, i) => (worst = Math.max(worst, Math.abs(d - derived.values.get(file)![i]!))));
+    assert.ok(worst < 1e-4, `bottlenecks through the top differ from the module's by ${worst}`);
+  }
 
   // The TF.js export holds the fine-tuned Conv_1 weights, and classifies the test images as the run did.
   const kernel = (dir: string) => tf.io.decodeWeights(readModelFiles(path.join(dir, 'model.json')).artifacts.weightData as ArrayBuffer, readModelFiles(path.join(dir, 'model.json')).artifacts.weightSpecs!)['module/MobilenetV2/Conv_1/weights']!.dataSync();

@@ -40,7 +40,27 @@ export interface BottleneckOptions {
   variant?: BottleneckVariant;
   /** Stamps an earlier call of this run took (each variant would otherwise read and hash every image again). */
   stamps?: Map<string, ImageStamp>;
+  /** Computes bottlenecks from values already in memory instead of decoding the images and running the whole module. */
+  derive?: DerivedBottlenecks;
 }
+
+/**
+ * Bottlenecks from values the run already holds: fine-tuning's cached activations
+ * through the module's top layers, so that the frozen bottom runs once per image.
+ * Images it has no values for go through the module as usual.
+ */
+export interface DerivedBottlenecks {
+  has(file: string): boolean;
+  /** The bottlenecks of these images, in the same order. */
+  compute(files: string[]): Promise<Float32Array[]>;
+  /** What ran the bottom (for the run summary). */
+  engine?: ModuleEngine;
+  /** For the log: where the values come from. */
+  source: string;
+}
+
+/** Images per call of DerivedBottlenecks.compute. */
+const DERIVE_BATCH = 128;
 
 /** Which images, a tag for their cache file names, and how to make their module input. */
 export interface BottleneckVariant {
@@ -158,36 +178,48 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
   if (result.cached > 0) log.info(`${result.cached} bottleneck files found in the cache ${opts.bottleneckDir}`);
   if (todo.length === 0) return result;
 
-  log.info(`Creating ${todo.length} bottleneck files in ${opts.bottleneckDir}`);
+  const derived = opts.derive ? todo.filter((job) => opts.derive!.has(job.ref.file)) : [];
+  log.info(`Creating ${todo.length} bottleneck files in ${opts.bottleneckDir}${derived.length ? ` (${derived.length} ${opts.derive!.source})` : ''}`);
   const writes = pLimit(16);
   const pendingWrites: Promise<void>[] = [];
   let lastReported = 0;
   let writeError: unknown;
-  const { workers, engine } = await computeBottlenecks(
-    todo.map((job) => ({ ...job, file: job.ref.file })),
-    extractor,
-    {
-      batchSize: opts.batchSize ?? 4,
-      numWorkers: opts.numWorkers,
-      shouldStop: () => writeError !== undefined || opts.signal?.aborted === true,
-      toInput: opts.variant ? (img, job, out) => opts.variant!.input(img, job.ref, out) : undefined,
-      log,
-    },
-    (job, values) => {
-      result.values.set(job.ref.file, values);
-      result.computed++;
-      // Caught here so a failing write (read-only or full disk) stops the run with its own message, not as an unhandled rejection.
-      pendingWrites.push(writes(() => writeAtomic(job.cacheFile, encodeBottleneck(values, info.id, job.stamp))).catch((err: unknown) => void (writeError ??= err)));
-      log.progress?.('bottlenecks', result.computed + result.failed.length, todo.length);
-      if (Math.floor(result.computed / 100) > lastReported) {
-        lastReported = Math.floor(result.computed / 100);
-        log.info(`${lastReported * 100} bottleneck files created.`);
-      }
-    },
-    fail,
-  );
-  result.workers = workers;
-  result.engine = engine;
+  const shouldStop = () => writeError !== undefined || opts.signal?.aborted === true;
+  const computed = (job: Job, values: Float32Array) => {
+    result.values.set(job.ref.file, values);
+    result.computed++;
+    // Caught here so a failing write (read-only or full disk) stops the run with its own message, not as an unhandled rejection.
+    pendingWrites.push(writes(() => writeAtomic(job.cacheFile, encodeBottleneck(values, info.id, job.stamp))).catch((err: unknown) => void (writeError ??= err)));
+    log.progress?.('bottlenecks', result.computed + result.failed.length, todo.length);
+    if (Math.floor(result.computed / 100) > lastReported) {
+      lastReported = Math.floor(result.computed / 100);
+      log.info(`${lastReported * 100} bottleneck files created.`);
+    }
+  };
+  for (let i = 0; i < derived.length && !shouldStop(); i += DERIVE_BATCH) {
+    const batch = derived.slice(i, i + DERIVE_BATCH);
+    const values = await opts.derive!.compute(batch.map((job) => job.ref.file));
+    batch.forEach((job, j) => computed(job, values[j]!));
+  }
+  const rest = derived.length ? todo.filter((job) => !opts.derive!.has(job.ref.file)) : todo;
+  if (derived.length) result.engine = opts.derive!.engine;
+  if (rest.length && !shouldStop()) {
+    const { workers, engine } = await computeBottlenecks(
+      rest.map((job) => ({ ...job, file: job.ref.file })),
+      extractor,
+      {
+        batchSize: opts.batchSize ?? 4,
+        numWorkers: opts.numWorkers,
+        shouldStop,
+        toInput: opts.variant ? (img, job, out) => opts.variant!.input(img, job.ref, out) : undefined,
+        log,
+      },
+      computed,
+      fail,
+    );
+    result.workers = workers;
+    result.engine = engine;
+  }
   // Files already computed are kept: a rerun then computes only the rest.
   await Promise.all(pendingWrites);
   if (writeError) throw writeError;
@@ -230,8 +262,10 @@ export async function cacheAllBottlenecks(
   extractor: FeatureExtractor,
   o: BottleneckStepOptions,
   log: Logger,
+  derive?: DerivedBottlenecks,
 ): Promise<{ bottlenecks: Bottlenecks; section: BottleneckSection }> {
   const bottlenecks = await cacheBottlenecks(lists, extractor, {
+    derive,
     bottleneckDir: o.bottleneckDir,
     batchSize: o.bottleneckBatchSize,
     strict: o.strict,

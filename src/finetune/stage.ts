@@ -1,16 +1,18 @@
 /** The fine-tuning step of a retrain run. */
-import { cacheBottlenecks } from '../bottleneck/index.js';
+import { cacheBottlenecks, type Bottlenecks, type DerivedBottlenecks } from '../bottleneck/index.js';
 import { distortedTraining, type DistortionStepOptions } from '../bottleneck/distorted.js';
 import { labeledSets, type LabeledSet, type LabeledSets } from '../bottleneck/sets.js';
 import type { ImageLists } from '../dataset/index.js';
 import { distortionsOn } from '../image/distort.js';
 import type { Logger } from '../log.js';
-import type { FeatureExtractor } from '../module/index.js';
+import type { Graph } from '../graph/ir.js';
+import type { FeatureExtractor, OnnxExtractor } from '../module/index.js';
 import type { Head } from '../train/index.js';
 import type { ClassWeighting, OptimizerName } from '../train/options.js';
 import { activationExtractor } from './activations.js';
 import { GraphTop } from './executor.js';
 import { fineTune, splitModule, topBottlenecks, type FineTuneEpoch } from './index.js';
+import type { GraphSplit } from './split.js';
 import { withFineTunedOnnx, withFineTunedWeights } from './weights.js';
 
 /** Cached distorted variants per image when --distortion_variants is 0 (fresh ones would run the bottom at every step). */
@@ -49,83 +51,126 @@ export interface FineTuneSummary {
   history: FineTuneEpoch[];
 }
 
+/** The module split for fine-tuning, with every image's activation entering the top. */
+export interface FineTunePrep {
+  graph: Graph;
+  split: GraphSplit;
+  /** The frozen bottom, as an extractor of activations. */
+  bottom: OnnxExtractor;
+  onOrt: boolean;
+  /** The top with the module's own weights (fine-tuning trains it in place). */
+  top: GraphTop;
+  acts: Bottlenecks;
+  /** Bottlenecks from the activations through the top: the bottom runs once per image. */
+  derive: DerivedBottlenecks;
+  dispose(): void;
+}
+
 /**
- * Step "fine-tune the module" (--fine_tune_layers): splits the module below its top
- * N layers, caches the frozen bottom's activations for every image (and distorted
- * variants when a distortion flag is on), trains the top and the head on them, and
- * returns the module carrying the fine-tuned weights (for every export) with the test
- * bottlenecks through it.
+ * Step "cache the fine-tuning activations" (--fine_tune_layers), before the
+ * bottlenecks: splits the module below its top N layers and caches the frozen
+ * bottom's activation for every image, so that the bottleneck step can compute the
+ * missing bottlenecks through the top instead of running the whole module again.
+ */
+export async function fineTuneActivations(ex: FeatureExtractor, lists: ImageLists, o: FineTuneStageOptions, log: Logger): Promise<FineTunePrep> {
+  const { graph, split } = await splitModule(ex, o.fineTuneLayers);
+  const { extractor: bottom, onOrt } = await activationExtractor(ex, graph, split, { threads: o.numWorkers || undefined, log });
+  const top = new GraphTop(graph, split);
+  const dispose = () => {
+    top.dispose();
+    bottom.dispose();
+  };
+  try {
+    // Without ONNX Runtime the bottom runs on the main thread: tfjs workers would load the whole module.
+    const acts = await cacheBottlenecks(lists, bottom, { bottleneckDir: o.bottleneckDir, batchSize: o.bottleneckBatchSize, strict: o.strict, numWorkers: onOrt ? o.numWorkers : 0, signal: o.signal, log });
+    log.info(`Fine-tuning activations (${split.cut}, [${split.cutShape.join(', ')}] per image): ${acts.computed} computed, ${acts.cached} cached`);
+    const size = split.cutShape.reduce((p, d) => p * d, 1);
+    const derive: DerivedBottlenecks = {
+      has: (file) => acts.values.has(file),
+      source: `through the module's top ${o.fineTuneLayers} layers from the fine-tuning activations`,
+      engine: acts.engine,
+      async compute(files) {
+        const x = new Float32Array(files.length * size);
+        files.forEach((f, i) => x.set(acts.values.get(f)!, i * size));
+        const b = await topBottlenecks(top, { x, y: new Int32Array(files.length), files });
+        const d = b.x.length / files.length;
+        return files.map((_, i) => b.x.slice(i * d, (i + 1) * d));
+      },
+    };
+    return { graph, split, bottom, onOrt, top, acts, derive, dispose };
+  } catch (err) {
+    dispose();
+    throw err;
+  }
+}
+
+/**
+ * Step "fine-tune the module" (--fine_tune_layers): trains the top and the head on
+ * the cached activations (and distorted variants of them when a distortion flag is
+ * on), and returns the module carrying the fine-tuned weights (for every export) with
+ * the test bottlenecks through it.
  */
 export async function fineTuneStage(
   ex: FeatureExtractor,
   head: Head,
   lists: ImageLists,
+  prep: FineTunePrep,
   o: FineTuneStageOptions,
   log: Logger,
 ): Promise<{ extractor: FeatureExtractor; testing: LabeledSet; summary: FineTuneSummary }> {
-  const { graph, split } = await splitModule(ex, o.fineTuneLayers);
-  const { extractor: bottom, onOrt } = await activationExtractor(ex, graph, split, { threads: o.numWorkers || undefined, log });
-  const top = new GraphTop(graph, split);
-  try {
-    // Without ONNX Runtime the bottom runs on the main thread: tfjs workers would load the whole module.
-    const numWorkers = onOrt ? o.numWorkers : 0;
-    const acts = await cacheBottlenecks(lists, bottom, { bottleneckDir: o.bottleneckDir, batchSize: o.bottleneckBatchSize, strict: o.strict, numWorkers, signal: o.signal, log });
-    log.info(`Fine-tuning activations (${split.cut}, [${split.cutShape.join(', ')}] per image): ${acts.computed} computed, ${acts.cached} cached`);
-    const sets: LabeledSets = labeledSets(lists, acts);
-    let training = sets.training;
-    if (distortionsOn(o)) {
-      // Fresh distortions (--distortion_variants 0) would run the bottom at every step: fine-tuning uses cached variants.
-      const variants = o.distortionVariants || FRESH_DISTORTION_VARIANTS;
-      training = (await distortedTraining(lists, bottom, sets.training, { ...o, distortionVariants: variants, numWorkers }, log)).training;
-    }
-    const parameters = [...top.variables.values()].reduce((s, v) => s + v.size, 0);
-    log.info(
-      `Fine-tuning the top ${o.fineTuneLayers} layers of the module (${split.layers[0]} … ${split.layers[split.layers.length - 1]}, ${parameters} values) with the head: ` +
-        `${o.fineTuneSteps !== undefined ? `${o.fineTuneSteps} steps` : `up to ${o.fineTuneEpochs} epochs`} of ${o.fineTuneBatchSize} at learning rate ${o.fineTuneLearningRate}`,
-    );
-    const r = await fineTune(top, head, training, sets.validation, {
-      epochs: o.fineTuneEpochs,
-      steps: o.fineTuneSteps,
-      learningRate: o.fineTuneLearningRate,
-      batchSize: o.fineTuneBatchSize,
-      patience: FINE_TUNE_PATIENCE,
-      seed: o.seed,
-      optimizer: o.optimizer,
-      labelSmoothing: o.labelSmoothing,
-      classWeighting: o.classWeighting,
-      signal: o.signal,
-      log,
-    });
-    const pct = (v: number | null) => (v === null ? 'n/a' : `${(v * 100).toFixed(1)}%`);
-    log.info(`Fine-tuning: validation accuracy ${pct(r.validationBefore)} before, ${pct(r.validationAfter)} after (N=${sets.validation.y.length}; weights of epoch ${r.bestEpoch} kept)`);
-    const testing = await topBottlenecks(top, sets.testing);
-    const tuned =
-      ex.kind === 'graph' || ex.kind === 'layers'
-        ? withFineTunedWeights(ex, top.values())
-        : ex.kind === 'onnx'
-          ? await withFineTunedOnnx(ex, graph, top.values(), { threads: o.numWorkers || undefined, log })
-          : ex;
-    return {
-      extractor: tuned,
-      testing,
-      summary: {
-        layers: split.layers,
-        cut: split.cut,
-        activation_shape: split.cutShape,
-        parameters,
-        epochs: r.history.length,
-        steps: r.steps,
-        best_epoch: r.bestEpoch,
-        learning_rate: o.fineTuneLearningRate,
-        batch_size: o.fineTuneBatchSize,
-        activations: { computed: acts.computed, cached: acts.cached },
-        validation_accuracy_before: r.validationBefore,
-        validation_accuracy_after: r.validationAfter,
-        history: r.history,
-      },
-    };
-  } finally {
-    top.dispose();
-    bottom.dispose();
+  const { graph, split, bottom, onOrt, top, acts } = prep;
+  const numWorkers = onOrt ? o.numWorkers : 0;
+  const sets: LabeledSets = labeledSets(lists, acts);
+  let training = sets.training;
+  if (distortionsOn(o)) {
+    // Fresh distortions (--distortion_variants 0) would run the bottom at every step: fine-tuning uses cached variants.
+    const variants = o.distortionVariants || FRESH_DISTORTION_VARIANTS;
+    training = (await distortedTraining(lists, bottom, sets.training, { ...o, distortionVariants: variants, numWorkers }, log)).training;
   }
+  const parameters = [...top.variables.values()].reduce((s, v) => s + v.size, 0);
+  log.info(
+    `Fine-tuning the top ${o.fineTuneLayers} layers of the module (${split.layers[0]} … ${split.layers[split.layers.length - 1]}, ${parameters} values) with the head: ` +
+      `${o.fineTuneSteps !== undefined ? `${o.fineTuneSteps} steps` : `up to ${o.fineTuneEpochs} epochs`} of ${o.fineTuneBatchSize} at learning rate ${o.fineTuneLearningRate}`,
+  );
+  const r = await fineTune(top, head, training, sets.validation, {
+    epochs: o.fineTuneEpochs,
+    steps: o.fineTuneSteps,
+    learningRate: o.fineTuneLearningRate,
+    batchSize: o.fineTuneBatchSize,
+    patience: FINE_TUNE_PATIENCE,
+    seed: o.seed,
+    optimizer: o.optimizer,
+    labelSmoothing: o.labelSmoothing,
+    classWeighting: o.classWeighting,
+    signal: o.signal,
+    log,
+  });
+  const pct = (v: number | null) => (v === null ? 'n/a' : `${(v * 100).toFixed(1)}%`);
+  log.info(`Fine-tuning: validation accuracy ${pct(r.validationBefore)} before, ${pct(r.validationAfter)} after (N=${sets.validation.y.length}; weights of epoch ${r.bestEpoch} kept)`);
+  const testing = await topBottlenecks(top, sets.testing);
+  const tuned =
+    ex.kind === 'graph' || ex.kind === 'layers'
+      ? withFineTunedWeights(ex, top.values())
+      : ex.kind === 'onnx'
+        ? await withFineTunedOnnx(ex, graph, top.values(), { threads: o.numWorkers || undefined, log })
+        : ex;
+  return {
+    extractor: tuned,
+    testing,
+    summary: {
+      layers: split.layers,
+      cut: split.cut,
+      activation_shape: split.cutShape,
+      parameters,
+      epochs: r.history.length,
+      steps: r.steps,
+      best_epoch: r.bestEpoch,
+      learning_rate: o.fineTuneLearningRate,
+      batch_size: o.fineTuneBatchSize,
+      activations: { computed: acts.computed, cached: acts.cached },
+      validation_accuracy_before: r.validationBefore,
+      validation_accuracy_after: r.validationAfter,
+      history: r.history,
+    },
+  };
 }
