@@ -99,9 +99,11 @@ export interface LabelIssue {
  */
 export function labelIssues(probs: Float32Array, y: Int32Array, classCount: number, judged: (k: number) => boolean = () => true, maxOwn = MAX_OWN): LabelIssue[] {
   const issues: LabelIssue[] = [];
+  // The probabilities are float32: compare at that precision, so "at most 0.1" holds for float32(0.1).
+  const limit = Math.fround(maxOwn);
   y.forEach((g, row) => {
     const own = probs[row * classCount + g]!;
-    if (!judged(g) || own > maxOwn) return;
+    if (!judged(g) || own > limit) return;
     let suggested = -1;
     for (let k = 0; k < classCount; k++) if (k !== g && (suggested < 0 || probs[row * classCount + k]! > probs[row * classCount + suggested]!)) suggested = k;
     if (suggested >= 0) issues.push({ row, suggested, own });

@@ -163,6 +163,8 @@ export interface NeighbourOptions {
   seed?: number;
   /** Rows that may not be each other's neighbours besides a row and itself: the same non-negative group (exact duplicates). */
   group?: Int32Array;
+  /** Up to this many rows, no shortlist (EXACT_NEIGHBOURS_UP_TO unless given). */
+  exactUpTo?: number;
   blockRows?: number;
   signal?: AbortSignal;
 }
@@ -180,7 +182,7 @@ const SHORTLIST = 5;
  */
 export async function nearestNeighbours(unit: Float32Array, n: number, dim: number, k: number, opts: NeighbourOptions = {}): Promise<Int32Array> {
   const dims = opts.reducedDims ?? NEIGHBOUR_REDUCED_DIMS;
-  const shortlist = n > EXACT_NEIGHBOURS_UP_TO && dims > 0 && dims < dim;
+  const shortlist = n > (opts.exactUpTo ?? EXACT_NEIGHBOURS_UP_TO) && dims > 0 && dims < dim;
   const search = shortlist ? randomProjection(unit, n, dim, dims, opts.seed ?? 0) : unit;
   const sdim = shortlist ? dims : dim;
   const m = shortlist ? SHORTLIST * k : k;
