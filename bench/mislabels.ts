@@ -18,13 +18,13 @@ import { Command } from 'commander';
 import { initBackend } from '../src/backend.js';
 import { cacheBottlenecks, type Bottlenecks } from '../src/bottleneck/index.js';
 import { checkDataset, defaultCheckFlags } from '../src/check/index.js';
-import { blend, CHECK_C_GRID, labelIssues, MIN_CLASS_PHOTOS, neighbourVote, outOfFoldProbabilities } from '../src/check/mislabel.js';
+import { blend, CHECK_C_GRID, labelIssues, neighbourVote, outOfFoldProbabilities } from '../src/check/mislabel.js';
 import { nearestNeighbours, normalizeRows } from '../src/check/near.js';
 import { intArg } from '../src/cli/common.js';
 import { allImages, createImageLists, type ImageLists } from '../src/dataset/index.js';
 import { MemoryLogger, silentLogger } from '../src/log.js';
 import { DEFAULT_MODULE, loadFeatureExtractor, type FeatureExtractor } from '../src/module/index.js';
-import { C_GRID, kFoldPath, bestCandidate, lowestCrossEntropy } from '../src/train/l2.js';
+import { bestCandidate, C_GRID, kFoldPath } from '../src/train/l2.js';
 import { damagedCopy } from '../test/helpers/damage.js';
 import { REPO_ROOT, SHARED, tempDir } from '../test/helpers/fixtures.js';
 
@@ -69,15 +69,14 @@ async function tune(dir: string, moved: Set<string>, extractor: FeatureExtractor
   const flags = defaultCheckFlags();
   const x = (i: number) => b.values.get(refs[i]!.file)!;
   const l2 = new Map<string, Float32Array>();
+  // C by lowest held-out cross entropy (the check's), the same with C = 10 in the grid, and by accuracy (main's).
   l2.set('ce', (await outOfFoldProbabilities(x, y, classCount, b.size, { folds: flags.folds, steps: flags.steps, seed: 0 })).probs);
   l2.set('ce+10', (await outOfFoldProbabilities(x, y, classCount, b.size, { folds: flags.folds, steps: flags.steps, seed: 0, grid: C_GRID.filter((c) => c <= 10) })).probs);
   {
-    // main's choice: highest accuracy on the first fold.
     const set = { x: new Float32Array(n * b.size), y, files: [] };
     for (let i = 0; i < n; i++) set.x.set(x(i), i * b.size);
     const p = kFoldPath(set, b.size, classCount, flags.folds, 0, false, CHECK_C_GRID, undefined, flags.steps, true, bestCandidate);
     l2.set('acc', Float32Array.from(p.probs[CHECK_C_GRID.indexOf(bestCandidate(p.candidates).c)]!));
-    void lowestCrossEntropy;
   }
   const unit = new Float32Array(n * b.size);
   for (let i = 0; i < n; i++) unit.set(x(i), i * b.size);
@@ -102,7 +101,6 @@ async function tune(dir: string, moved: Set<string>, extractor: FeatureExtractor
       }
     }
   }
-  void MIN_CLASS_PHOTOS;
   return out;
 }
 
