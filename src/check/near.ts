@@ -188,6 +188,7 @@ export async function nearestNeighbours(unit: Float32Array, n: number, dim: numb
   const m = shortlist ? SHORTLIST * k : k;
   const group = opts.group;
   const out = new Int32Array(n * k).fill(-1);
+  if (k <= 0 || n < 2) return out;
   const rows = opts.blockRows ?? 256;
   const all = tf.tensor2d(search, [n, sdim]);
   // Transposed once: on wasm a product with transposeB is several times slower (measured 0.8 s against 0.1 s at 600 x 1280).
