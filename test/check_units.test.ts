@@ -1,4 +1,4 @@
-/** The dataset check's parts on data built to order: the blocked pair search, and a set with no problems. */
+/** The dataset check's parts on data built to order: the blocked pair search, the neighbour vote, and a set with no problems. */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -6,7 +6,9 @@ import { test } from 'node:test';
 import seedrandom from 'seedrandom';
 import { stampsOf, type Bottlenecks } from '../src/bottleneck/index.js';
 import { checkCsv, checkDataset, defaultCheckFlags } from '../src/check/index.js';
-import { normalizeRows, similarPairs } from '../src/check/near.js';
+import { blend, labelIssues, MAX_OWN, neighbourVote } from '../src/check/mislabel.js';
+import { nearestNeighbours, normalizeRows, similarPairs } from '../src/check/near.js';
+import { bestCandidate, lowestCrossEntropy } from '../src/train/l2.js';
 import { allImages, createImageLists } from '../src/dataset/index.js';
 import { MemoryLogger } from '../src/log.js';
 import { makeImageDir, makeLayersModel, REPO_ROOT, runCli, tempDir, useCpuBackend } from './helpers/fixtures.js';
@@ -157,4 +159,124 @@ test('a training run checks the photos first (summary, CSV, report section); --s
     assert.equal('dataset_check' in summary.timings_s, !skip);
     assert.equal(/Dataset check: \d+ exact duplicate groups/.test(r.stderr), !skip);
   }
+});
+
+/** Unit rows around one random direction per class: `perClass` rows each, noise `spread`. */
+function clusters(classes: number, perClass: number, dim: number, spread: number, seed: string): { x: Float32Array; y: Int32Array } {
+  const rng = seedrandom(seed);
+  const centres = Array.from({ length: classes }, () => Float32Array.from({ length: dim }, () => gaussian(rng)));
+  const n = classes * perClass;
+  const x = new Float32Array(n * dim);
+  const y = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    y[i] = i % classes;
+    for (let d = 0; d < dim; d++) x[i * dim + d] = centres[y[i]!]![d]! + spread * gaussian(rng);
+  }
+  return { x: normalizeRows(x, n, dim), y };
+}
+
+test('nearestNeighbours: the k closest other rows, closest first, never the row itself nor one of its group; shortlisted on a projection it still finds planted twins', async () => {
+  await useCpuBackend();
+  const n = 300;
+  const dim = 64;
+  const k = 5;
+  const { x } = clusters(4, n / 4, dim, 1.5, 'neighbours');
+  const group = new Int32Array(n).fill(-1);
+  group[3] = group[17] = group[250] = 0;
+  const brute = (row: number) =>
+    [...Array(n).keys()]
+      .filter((j) => j !== row && !(group[row]! >= 0 && group[j] === group[row]))
+      .map((j) => ({ j, c: x.subarray(row * dim, (row + 1) * dim).reduce((s, v, d) => s + v * x[j * dim + d]!, 0) }))
+      .sort((a, b) => b.c - a.c)
+      .slice(0, k)
+      .map((e) => e.j);
+  const exact = await nearestNeighbours(x, n, dim, k, { group, blockRows: 70 });
+  for (let row = 0; row < n; row++) assert.deepEqual(Array.from(exact.subarray(row * k, (row + 1) * k)), brute(row), `row ${row}`);
+  for (const row of [3, 17, 250]) for (const j of exact.subarray(row * k, (row + 1) * k)) assert.ok(![3, 17, 250].includes(j), `${row} has ${j} of its group`);
+  // Shortlisted on 32 projected dimensions, re-ranked on the full vectors: every row finds its planted twin (cosine 0.95) first.
+  const twins = Float32Array.from(x);
+  for (let i = 0; i < n / 2; i++) {
+    const a = twins.subarray(i * dim, (i + 1) * dim);
+    const b = twins.subarray((i + n / 2) * dim, (i + n / 2 + 1) * dim);
+    const along = a.reduce((s, v, d) => s + v * b[d]!, 0);
+    for (let d = 0; d < dim; d++) b[d] = b[d]! - along * a[d]!;
+    normalizeRows(b, 1, dim);
+    for (let d = 0; d < dim; d++) b[d] = 0.95 * a[d]! + Math.sqrt(1 - 0.95 * 0.95) * b[d]!;
+  }
+  const projected = await nearestNeighbours(twins, n, dim, k, { exactUpTo: 0, reducedDims: 32, blockRows: 70 });
+  for (let row = 0; row < n; row++) {
+    assert.equal(projected[row * k], (row + n / 2) % n, `row ${row}`);
+    const cos = Array.from(projected.subarray(row * k, (row + 1) * k), (j) => twins.subarray(row * dim, (row + 1) * dim).reduce((s, v, d) => s + v * twins[j * dim + d]!, 0));
+    assert.deepEqual(cos, [...cos].sort((p, q) => q - p), `row ${row}: closest first`);
+  }
+  // Fewer other rows than k: the rest is -1.
+  assert.deepEqual(Array.from(await nearestNeighbours(x.subarray(0, 3 * dim), 3, dim, 4)).filter((j) => j < 0).length, 3 * 2);
+});
+
+test('neighbourVote: class shares of the neighbours, with smoothing; a row with no neighbours gets a uniform vote', () => {
+  const y = Int32Array.from([0, 0, 1, 2]);
+  const nb = Int32Array.from([1, 2, 3, -1, 0, 1, -1, -1, -1, -1, -1, -1]);
+  const p = neighbourVote(nb, 3, y, 3, 0);
+  const rows = (q: Float32Array) => [0, 1, 2, 3].map((i) => Array.from(q.subarray(i * 3, i * 3 + 3), (v) => +v.toFixed(4)));
+  assert.deepEqual(rows(p), [[1 / 3, 1 / 3, 1 / 3], [1, 0, 0], [1 / 3, 1 / 3, 1 / 3], [1 / 3, 1 / 3, 1 / 3]].map((r) => r.map((v) => +v.toFixed(4))));
+  assert.deepEqual(rows(neighbourVote(nb, 3, y, 3, 1))[1], [0.6, 0.2, 0.2]);
+});
+
+test('labelIssues: rows whose own label has at most MAX_OWN, surest first, suggesting the likeliest other class; unjudged classes are skipped', () => {
+  const y = Int32Array.from([0, 1, 2, 0]);
+  const probs = Float32Array.from([0.05, 0.5, 0.45, /**/ 0.3, 0.3, 0.4, /**/ 0.6, 0.38, 0.02, /**/ MAX_OWN, 0.2, 0.7]);
+  assert.deepEqual(labelIssues(probs, y, 3), [
+    { row: 2, suggested: 0, own: probs[8]! },
+    { row: 0, suggested: 1, own: probs[0]! },
+    { row: 3, suggested: 2, own: probs[9]! },
+  ]);
+  assert.deepEqual(labelIssues(probs, y, 3, (k) => k !== 0).map((i) => i.row), [2]);
+  // Even when the own label is the likeliest (many classes), the suggestion is another class.
+  assert.deepEqual(labelIssues(Float32Array.from([0.1, 0.09, 0.09, 0.72]), Int32Array.from([0]), 4, () => true, 0.1), [{ row: 0, suggested: 3, own: 0.1 }].map((i) => ({ ...i, own: Float32Array.from([0.1])[0]! })));
+});
+
+test('the neighbour vote alone finds a planted mislabel in clustered data, and nothing in the same data labelled right', async () => {
+  await useCpuBackend();
+  const n = 200;
+  const dim = 48;
+  const k = 10;
+  const { x, y } = clusters(4, n / 4, dim, 0.8, 'vote');
+  const nb = await nearestNeighbours(x, n, dim, k);
+  assert.deepEqual(labelIssues(neighbourVote(nb, k, y, 4), y, 4), []);
+  const wrong = Int32Array.from(y);
+  wrong[41] = (y[41]! + 1) % 4;
+  const issues = labelIssues(neighbourVote(nb, k, wrong, 4), wrong, 4);
+  assert.deepEqual(issues.map((i) => [i.row, i.suggested]), [[41, y[41]!]]);
+  // Blended with a head that is unsure (uniform), the vote still carries it: 0.5 · 1/4 + 0.5 · 0 > MAX_OWN, so not flagged; a head that agrees flags it.
+  const uniform = new Float32Array(n * 4).fill(0.25);
+  assert.deepEqual(labelIssues(blend(uniform, neighbourVote(nb, k, wrong, 4)), wrong, 4), []);
+  const agreeing = Float32Array.from({ length: n * 4 }, (_, j) => (j % 4 === y[Math.floor(j / 4)] ? 0.97 : 0.01));
+  assert.deepEqual(labelIssues(blend(agreeing, neighbourVote(nb, k, wrong, 4)), wrong, 4).map((i) => i.row), [41]);
+});
+
+test('an exact copy does not vote for its twin: a mislabelled photo and its copy under the same wrong label are both flagged', async () => {
+  const { lists, bottlenecks, refs } = await syntheticSet(false);
+  // The first image of class 1 looks like class 0, and a copy of it (same values) sits in class 1 too.
+  const first = refs.findIndex((q) => q.classIndex === 1);
+  const second = refs.findIndex((q, i) => q.classIndex === 1 && i > first);
+  const v = bottlenecks.values.get(refs[first]!.file)!;
+  v.fill(0);
+  v[0] = 1;
+  bottlenecks.values.set(refs[second]!.file, Float32Array.from(v));
+  fs.copyFileSync(refs[first]!.file, refs[second]!.file);
+  bottlenecks.stamps = await stampsOf([...bottlenecks.values.keys()]);
+  const c = await checkDataset(lists, bottlenecks, { ...defaultCheckFlags(), seed: 0, log: new MemoryLogger() });
+  const rel = (i: number) => path.join(lists.classes[refs[i]!.classIndex]!.dir, refs[i]!.name);
+  assert.deepEqual(c.findings.filter((f) => f.kind === 'exact_duplicate').map((f) => f.images.map((i) => i.file).sort()), [[rel(first), rel(second)].sort()]);
+  assert.deepEqual(c.findings.filter((f) => f.kind === 'mislabel').map((f) => f.images[0]!.file).sort(), [rel(first), rel(second)].sort());
+});
+
+test('lowestCrossEntropy: the C with the best-calibrated held-out probabilities, not the most accurate', () => {
+  const cands = [
+    { c: 0.01, accuracy: 0.8, cross_entropy: 0.55, n: 100 },
+    { c: 0.1, accuracy: 0.79, cross_entropy: 0.5, n: 100 },
+    { c: 1, accuracy: 0.82, cross_entropy: 0.7, n: 100 },
+  ];
+  assert.equal(lowestCrossEntropy(cands).c, 0.1);
+  assert.equal(bestCandidate(cands).c, 1);
 });

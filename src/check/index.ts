@@ -9,8 +9,8 @@ import type { Bottlenecks } from '../bottleneck/index.js';
 import { allImages, type ImageLists, type ImageRef } from '../dataset/index.js';
 import type { Logger } from '../log.js';
 import { exactDuplicates, PIXEL_CANDIDATE_COSINE, type ExactGroup } from './duplicates.js';
-import { labelIssues, MIN_CLASS_PHOTOS, outOfFoldProbabilities, strongEvidence } from './mislabel.js';
-import { DisjointSets, normalizeRows, similarPairs, type SimilarPair } from './near.js';
+import { blend, KNN_K, labelIssues, MIN_CLASS_PHOTOS, neighbourVote, outOfFoldProbabilities } from './mislabel.js';
+import { DisjointSets, nearestNeighbours, normalizeRows, similarPairs, type SimilarPair } from './near.js';
 import { centroidScores, findOutliers } from './outliers.js';
 import { FINDING_KINDS, type DatasetCheckFlags, type DatasetCheckSummary, type Finding, type FindingImage, type FindingKind } from './types.js';
 
@@ -97,21 +97,28 @@ function nearGroups(rows: Rows, pairs: SimilarPair[], threshold: number, exact: 
   return groups.map((g) => finding('near_duplicate', rows, g, minCos.get(sets.find(g[0]!))!)).sort(byConcern);
 }
 
-async function mislabels(rows: Rows, bottlenecks: Bottlenecks, labels: string[], o: CheckOptions): Promise<Finding[]> {
+async function mislabels(rows: Rows, bottlenecks: Bottlenecks, labels: string[], exact: ExactGroup[], o: CheckOptions): Promise<Finding[]> {
   const classCount = labels.length;
+  const n = rows.y.length;
   const counts = new Array<number>(classCount).fill(0);
   for (const k of rows.y) counts[k]!++;
   const few = labels.filter((_, k) => counts[k]! < MIN_CLASS_PHOTOS);
   for (const label of few) {
     o.log.info(`Mislabel check: class "${label}" has only ${counts[labels.indexOf(label)]} photos: too few to judge its labels (at least ${MIN_CLASS_PHOTOS} needed)`);
   }
-  if (rows.y.length === 0 || few.length === classCount) return [];
+  if (n === 0 || few.length === classCount) return [];
   // The heads see the bottlenecks as training does: unnormalized.
   const folds = Math.max(2, Math.min(o.folds, Math.min(...counts.filter((v) => v >= MIN_CLASS_PHOTOS))));
   const { probs, c } = await outOfFoldProbabilities((i) => bottlenecks.values.get(rows.refs[i]!.file)!, rows.y, classCount, rows.dim, { folds, steps: o.steps, seed: o.seed, signal: o.signal });
   o.log.info(`Mislabel check: out-of-fold L2 heads (${folds} folds, C = ${c.c}): accuracy ${(c.accuracy * 100).toFixed(1)}% (N=${c.n})`);
-  const issues = strongEvidence(labelIssues(probs, rows.y, classCount), probs, rows.y, classCount, (k) => counts[k]! >= MIN_CLASS_PHOTOS);
-  return issues.map((i) => finding('mislabel', rows, [i.row], i.margin, { suggested_label: labels[i.suggested]! }));
+  // An exact copy of a photo would vote for its label: copies do not vote for each other.
+  const group = new Int32Array(n).fill(-1);
+  exact.forEach((g, k) => g.members.forEach((m) => (group[m] = k)));
+  const k = Math.min(KNN_K, n - 1);
+  const neighbours = await nearestNeighbours(rows.unit, n, rows.dim, k, { seed: o.seed, group, signal: o.signal });
+  const evidence = blend(probs, neighbourVote(neighbours, k, rows.y, classCount));
+  const issues = labelIssues(evidence, rows.y, classCount, (g) => counts[g]! >= MIN_CLASS_PHOTOS);
+  return issues.map((i) => finding('mislabel', rows, [i.row], i.own, { suggested_label: labels[i.suggested]! }));
 }
 
 function summarize(findings: Finding[]): DatasetCheckSummary['counts'] {
@@ -162,7 +169,7 @@ export async function checkDataset(lists: ImageLists, bottlenecks: Bottlenecks, 
   const findings = [
     ...exact.map((g) => finding('exact_duplicate', rows, g.members, 1, { match: g.match })).sort(byConcern),
     ...nearGroups(rows, pairs, o.nearDuplicateThreshold, exact),
-    ...(await mislabels(rows, bottlenecks, labels, o)),
+    ...(await mislabels(rows, bottlenecks, labels, exact, o)),
     ...findOutliers(scores, o.outlierZ).map((out) => finding('outlier', rows, [out.row], out.score)),
   ];
   for (const kind of FINDING_KINDS) findings.filter((f) => f.kind === kind).forEach((f, i) => (f.id = i + 1));

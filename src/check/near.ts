@@ -156,3 +156,79 @@ export class DisjointSets {
     return [...by.values()].filter((g) => g.length > 1).sort((x, y) => x[0]! - y[0]!);
   }
 }
+
+export interface NeighbourOptions {
+  /** Shortlist on seeded random projections of this many dimensions when n exceeds EXACT_NEIGHBOURS_UP_TO, then re-rank on the full vectors. */
+  reducedDims?: number;
+  seed?: number;
+  /** Rows that may not be each other's neighbours besides a row and itself: the same non-negative group (exact duplicates). */
+  group?: Int32Array;
+  /** Up to this many rows, no shortlist (EXACT_NEIGHBOURS_UP_TO unless given). */
+  exactUpTo?: number;
+  blockRows?: number;
+  signal?: AbortSignal;
+}
+
+/** Up to this many rows every cosine is computed on the full vectors (600 photos: under a second). */
+export const EXACT_NEIGHBOURS_UP_TO = 2000;
+export const NEIGHBOUR_REDUCED_DIMS = 256;
+/** Candidates kept per neighbour wanted when shortlisting on projections. */
+const SHORTLIST = 5;
+
+/**
+ * The k nearest other rows of each unit row by cosine, closest first: n x k indices,
+ * -1 where a row has fewer than k others. A row is never its own neighbour, nor one in
+ * its group. Block by block, so memory is the rows plus one block of products.
+ */
+export async function nearestNeighbours(unit: Float32Array, n: number, dim: number, k: number, opts: NeighbourOptions = {}): Promise<Int32Array> {
+  const dims = opts.reducedDims ?? NEIGHBOUR_REDUCED_DIMS;
+  const shortlist = n > (opts.exactUpTo ?? EXACT_NEIGHBOURS_UP_TO) && dims > 0 && dims < dim;
+  const search = shortlist ? randomProjection(unit, n, dim, dims, opts.seed ?? 0) : unit;
+  const sdim = shortlist ? dims : dim;
+  const m = shortlist ? SHORTLIST * k : k;
+  const group = opts.group;
+  const out = new Int32Array(n * k).fill(-1);
+  if (k <= 0 || n < 2) return out;
+  const rows = opts.blockRows ?? 256;
+  const all = tf.tensor2d(search, [n, sdim]);
+  // Transposed once: on wasm a product with transposeB is several times slower (measured 0.8 s against 0.1 s at 600 x 1280).
+  const allT = tf.transpose(all);
+  const candIdx = new Int32Array(m);
+  const candCos = new Float32Array(m);
+  try {
+    for (let i = 0; i < n; i += rows) {
+      const h = Math.min(rows, n - i);
+      const s = tf.tidy(() => tf.matMul(all.slice([i, 0], [h, sdim]), allT));
+      const v = (await s.data()) as Float32Array;
+      s.dispose();
+      for (let r = 0; r < h; r++) {
+        const row = i + r;
+        const g = group ? group[row]! : -1;
+        // Insertion into the m best so far, closest first.
+        let filled = 0;
+        for (let j = 0; j < n; j++) {
+          if (j === row || (g >= 0 && group![j] === g)) continue;
+          const c = v[r * n + j]!;
+          if (filled === m && c <= candCos[m - 1]!) continue;
+          let p = filled < m ? filled++ : m - 1;
+          while (p > 0 && candCos[p - 1]! < c) {
+            candCos[p] = candCos[p - 1]!;
+            candIdx[p] = candIdx[p - 1]!;
+            p--;
+          }
+          candCos[p] = c;
+          candIdx[p] = j;
+        }
+        let best = Array.from(candIdx.subarray(0, filled));
+        if (shortlist) best = best.map((j) => ({ j, c: dot(unit, dim, row, j) })).sort((a, b) => b.c - a.c || a.j - b.j).map((e) => e.j);
+        out.set(best.slice(0, k), row * k);
+      }
+      await yieldToEventLoop();
+      throwIfInterrupted(opts.signal, 'interrupted during the dataset check: nothing was trained');
+    }
+  } finally {
+    all.dispose();
+    allT.dispose();
+  }
+  return out;
+}

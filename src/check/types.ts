@@ -35,13 +35,13 @@ export interface Finding {
   images: FindingImage[];
   /**
    * exact_duplicate: 1; near_duplicate: the lowest cosine between linked images;
-   * mislabel: the given label's probability minus the best other one (lower is surer);
+   * mislabel: the probability of the photo's own label, from the out-of-fold L2 head and its neighbours' vote (lower is surer);
    * outlier: the best cosine to any class centroid.
    */
   score: number;
   /** exact_duplicate: same bytes, or same decoded pixels under different bytes. */
   match?: 'bytes' | 'pixels';
-  /** mislabel: the class the out-of-fold heads confidently picked instead. */
+  /** mislabel: the likeliest other class by the same evidence. */
   suggested_label?: string;
   /** The images carry more than one label (conflicting labels). */
   cross_class: boolean;

@@ -31,7 +31,7 @@ function scoreText(f: Finding): string {
     case 'near_duplicate':
       return `cosine ≥ ${f.score.toFixed(3)}`;
     case 'mislabel':
-      return `looks like <b>${escapeHtml(f.suggested_label ?? '')}</b> (margin ${f.score.toFixed(3)})`;
+      return `looks like <b>${escapeHtml(f.suggested_label ?? '')}</b> (p(own label) ${f.score.toFixed(3)})`;
     case 'outlier':
       return `best class similarity ${f.score.toFixed(3)}`;
   }

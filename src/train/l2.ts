@@ -272,6 +272,11 @@ export function bestCandidate(cands: CCandidate[]): CCandidate {
   return cands.reduce((a, b) => (b.accuracy > a.accuracy || (b.accuracy === a.accuracy && b.cross_entropy < a.cross_entropy) ? b : a));
 }
 
+/** The candidate with the lowest held-out cross entropy, then the smaller C: the best-calibrated probabilities, which the dataset check reads. */
+export function lowestCrossEntropy(cands: CCandidate[]): CCandidate {
+  return cands.reduce((a, b) => (b.cross_entropy < a.cross_entropy ? b : a));
+}
+
 /**
  * Out-of-fold probabilities for every row of `set` at every C of the grid (k-fold), and
  * each C's score on them. The dataset check uses the probabilities of the best C.
@@ -288,6 +293,7 @@ export function kFoldPath(
   maxIterations?: number,
   /** Choose C on the first fold's held-out rows, and fit the other folds at that C only (the dataset check: a third of the fits). */
   chooseOnFirstFold = false,
+  choose: (cands: CCandidate[]) => CCandidate = bestCandidate,
 ): { candidates: CCandidate[]; probs: Float64Array[] } {
   const n = set.y.length;
   const fold = assignFolds(set.y, classCount, folds, seed, 'l2_folds');
@@ -301,7 +307,7 @@ export function kFoldPath(
     const held = [...fold.keys()].filter((i) => fold[i] === f);
     if (held.length === 0) continue;
     const fit = [...fold.keys()].filter((i) => fold[i] !== f);
-    const best = cands ? grid.indexOf(bestCandidate(cands).c) : -1;
+    const best = cands ? grid.indexOf(choose(cands).c) : -1;
     const path = pathProbabilities(set, dim, classCount, fit, held, standardize, best >= 0 ? [grid[best]!] : grid, maxIterations, best >= 0 ? start : undefined);
     path.probs.forEach((p, i) => {
       const j = best >= 0 ? best : i;
@@ -311,7 +317,7 @@ export function kFoldPath(
     if (best < 0) scored += held.length;
     if (chooseOnFirstFold && !cands) {
       cands = grid.map((c, j) => ({ c, accuracy: sums[j]!.right / scored, cross_entropy: sums[j]!.ce / scored, n: scored }));
-      start = path.params[grid.indexOf(bestCandidate(cands).c)];
+      start = path.params[grid.indexOf(choose(cands).c)];
     }
     signal?.throwIfAborted();
   }
