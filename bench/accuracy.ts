@@ -14,23 +14,15 @@
  * Times are ratios within one run (the machine is shared); the load average is printed.
  * stdout: one JSON line per set; stderr: the table.
  */
-import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
-import zlib from 'node:zlib';
 import { Command } from 'commander';
-import sharp from 'sharp';
 import { initBackend } from '../src/backend.js';
-import { cacheBottlenecks } from '../src/bottleneck/index.js';
-import { labeledSet, type LabeledSet } from '../src/bottleneck/sets.js';
 import { intArg } from '../src/cli/common.js';
-import { createImageLists } from '../src/dataset/index.js';
-import { silentLogger } from '../src/log.js';
-import { DEFAULT_MODULE, loadFeatureExtractor } from '../src/module/index.js';
-import { predictSet, trainHead } from '../src/train/index.js';
-import { assignFolds, denseProbabilities, trainL2Head } from '../src/train/l2.js';
+import { DEFAULT_MODULE } from '../src/module/index.js';
+import { predictSet } from '../src/train/index.js';
+import { denseProbabilities, trainL2Head } from '../src/train/l2.js';
 import { round } from './anchor.js';
-import { SHARED } from '../test/helpers/fixtures.js';
+import { defaultHead, kFold, setFolder, type FoldSets } from './folds.js';
 
 const cmd = new Command('bench-accuracy')
   .option('--set <name>', 'flowers, fashion, or a folder of class subfolders', 'flowers')
@@ -40,15 +32,7 @@ const cmd = new Command('bench-accuracy')
   .parse();
 const o = cmd.opts<{ set: string; folds: number; fashion_count: number; seed: number }>();
 
-/** Split of one fold, as each method receives it; `files` lets a method that needs the images (fine-tuning) find them. */
-export interface FoldSets {
-  training: LabeledSet;
-  validation: LabeledSet;
-  testing: LabeledSet;
-  classCount: number;
-  dim: number;
-  seed: number;
-}
+export type { FoldSets };
 
 /** A method trains on training (+validation) and returns the predicted class of each test row. */
 export interface Method {
@@ -80,16 +64,7 @@ export const METHODS: Method[] = [
   {
     name: 'sgd (retrain.py, default)',
     async run(s) {
-      // retrain.py's defaults, as `retrain` runs them.
-      const { head } = await trainHead(s.training, s.validation, s.classCount, s.dim, {
-        steps: 4000,
-        learningRate: 0.01,
-        trainBatchSize: 100,
-        validationBatchSize: 100,
-        evalStepInterval: 10,
-        seed: s.seed,
-        log: silentLogger,
-      });
+      const head = await defaultHead(s);
       const { predictions } = predictSet(head, s.testing, s.dim, -1, s.seed);
       head.dispose();
       return Int32Array.from(predictions, (p) => p.predictedIndex);
@@ -99,63 +74,18 @@ export const METHODS: Method[] = [
   l2(true),
 ];
 
-const FASHION = '/usr/share/datasets/fashion-mnist';
-const FASHION_CLASSES = ['t-shirt_top', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'ankle_boot'];
-
-/** The first `count` Fashion-MNIST training images as 28x28 PNGs in class folders (a temp dir, reused). */
-async function fashionFolder(count: number): Promise<string> {
-  const images = path.join(FASHION, 'train-images-idx3-ubyte.gz');
-  if (!fs.existsSync(images)) throw new Error(`${images} is missing: apt-get install dataset-fashion-mnist`);
-  const dir = path.join(os.tmpdir(), `retrain-bench-fashion-${count}`);
-  const done = path.join(dir, '.complete');
-  if (fs.existsSync(done)) return dir;
-  const px = zlib.gunzipSync(fs.readFileSync(images));
-  const labels = zlib.gunzipSync(fs.readFileSync(path.join(FASHION, 'train-labels-idx1-ubyte.gz')));
-  // idx: 16-byte header then 28x28 bytes per image; labels: 8-byte header then one byte each.
-  for (const c of FASHION_CLASSES) fs.mkdirSync(path.join(dir, c), { recursive: true });
-  for (let i = 0; i < count; i++) {
-    const raw = px.subarray(16 + i * 784, 16 + (i + 1) * 784);
-    await sharp(raw, { raw: { width: 28, height: 28, channels: 1 } }).png().toFile(path.join(dir, FASHION_CLASSES[labels[8 + i]!]!, `${i}.png`));
-  }
-  fs.writeFileSync(done, '');
-  return dir;
-}
-
-function rowsOf(set: LabeledSet, dim: number, rows: number[]): LabeledSet {
-  const x = new Float32Array(rows.length * dim);
-  rows.forEach((r, i) => x.set(set.x.subarray(r * dim, (r + 1) * dim), i * dim));
-  return { x, y: Int32Array.from(rows, (r) => set.y[r]!), files: rows.map((r) => set.files[r]!) };
-}
-
 async function benchSet(name: string): Promise<void> {
-  const dir = name === 'flowers' ? path.join(SHARED, 'datasets', 'flowers-dev') : name === 'fashion' ? await fashionFolder(o.fashion_count) : name;
+  const dir = await setFolder(name, o.fashion_count);
   const backend = await initBackend('auto');
-  // Every image in one pool: the folds make the splits.
-  const lists = await createImageLists(dir, { testingPercentage: 0, validationPercentage: 0 }, silentLogger);
-  const extractor = await loadFeatureExtractor({ spec: DEFAULT_MODULE, cacheDir: '', log: silentLogger });
-  const t0 = performance.now();
-  const b = await cacheBottlenecks(lists, extractor, { bottleneckDir: path.join(os.tmpdir(), 'retrain-bench-accuracy-bottlenecks'), log: silentLogger });
-  const bottleneckS = (performance.now() - t0) / 1000;
-  extractor.dispose();
-  const all = labeledSet(lists, b, 'training');
-  const classCount = lists.classes.length;
-  const dim = b.size;
-  const n = all.y.length;
-  const fold = assignFolds(all.y, classCount, o.folds, o.seed, 'bench_test_folds');
-  const inner = assignFolds(all.y, classCount, 9, o.seed, 'bench_validation_folds');
+  const k = await kFold(dir, o.folds, o.seed);
+  const { classCount, dim } = k;
+  const n = k.all.y.length;
+  const bottleneckS = k.bottleneckS;
   const right = METHODS.map(() => 0);
   const seconds = METHODS.map(() => 0);
   const load = [os.loadavg()[0]!];
   for (let f = 0; f < o.folds; f++) {
-    const rows = (keep: (i: number) => boolean) => rowsOf(all, dim, [...all.y.keys()].filter(keep));
-    const sets: FoldSets = {
-      testing: rows((i) => fold[i] === f),
-      validation: rows((i) => fold[i] !== f && inner[i] === 0),
-      training: rows((i) => fold[i] !== f && inner[i] !== 0),
-      classCount,
-      dim,
-      seed: o.seed,
-    };
+    const sets = k.fold(f);
     for (const [m, method] of METHODS.entries()) {
       const t = performance.now();
       const predicted = await method.run(sets);
