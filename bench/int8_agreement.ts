@@ -48,6 +48,8 @@ interface FoldResult {
   float_correct: number;
   int8_correct: number;
   same_top1: number;
+  /** Photos whose int8 top two probabilities are equal (the uint8 output has steps of 1/256): argmax takes the lower class index. */
+  int8_ties: number;
   max_abs_prob_diff: number;
   seconds: number;
   /** Where the fold's time went: head training, the two exports (int8: with calibration), reading both models on the test photos. */
@@ -166,6 +168,7 @@ try {
     let floatRight = 0;
     let int8Right = 0;
     let same = 0;
+    let ties = 0;
     let maxDiff = 0;
     const armInputs: Float32Array[] = [];
     const armOurs: Float32Array[] = [];
@@ -179,6 +182,7 @@ try {
         if (a === truth) floatRight++;
         if (b === truth) int8Right++;
         if (a === b) same++;
+        if (pq.some((v, c) => c !== b && v === pq[b])) ties++;
         for (let c = 0; c < pf.length; c++) maxDiff = Math.max(maxDiff, Math.abs(pf[c]! - pq[c]!));
         if (f === 0 && armInputs.length < o.armnn) {
           armInputs.push(x);
@@ -200,6 +204,7 @@ try {
       float_correct: floatRight,
       int8_correct: int8Right,
       same_top1: same,
+      int8_ties: ties,
       max_abs_prob_diff: round(maxDiff, 4),
       seconds: round((t4 - t0) / 1000, 1),
       seconds_train: round((t1 - t0) / 1000, 1),
@@ -210,7 +215,7 @@ try {
     results.push(r);
     process.stderr.write(
       `fold ${r.fold}/${o.folds}: N=${n} float ${pct(floatRight, n).toFixed(1)}% int8 ${pct(int8Right, n).toFixed(1)}% ` +
-        `same top-1 ${same}/${n} max|dp| ${r.max_abs_prob_diff} ${r.seconds}s (train ${r.seconds_train}, export ${r.seconds_export_float}+${r.seconds_export_int8}, test ${r.seconds_test}); load ${loadavg().join(' ')}\n`,
+        `same top-1 ${same}/${n} (int8 ties ${ties}) max|dp| ${r.max_abs_prob_diff} ${r.seconds}s (train ${r.seconds_train}, export ${r.seconds_export_float}+${r.seconds_export_int8}, test ${r.seconds_test}); load ${loadavg().join(' ')}\n`,
     );
   }
 } finally {
@@ -226,6 +231,7 @@ const total = {
   float_correct: sum('float_correct'),
   int8_correct: sum('int8_correct'),
   same_top1: sum('same_top1'),
+  int8_ties: sum('int8_ties'),
   float_accuracy_pct: round(pct(sum('float_correct'), n), 2),
   int8_accuracy_pct: round(pct(sum('int8_correct'), n), 2),
   difference_points: round(pct(sum('int8_correct') - sum('float_correct'), n), 2),
@@ -241,6 +247,7 @@ const row = (name: string, r: { n: number; float_correct: number; int8_correct: 
 process.stderr.write('\n| fold | N | float top-1 | int8 top-1 | int8 − float, points | same top-1 | max abs(p_float − p_int8) | time, s |\n|---|---|---|---|---|---|---|---|\n');
 for (const r of results) process.stderr.write(`${row(String(r.fold), r)}\n`);
 process.stderr.write(`${row('**total**', total)}\n`);
+process.stderr.write(`int8 top-1 tied with another class (uint8 output, step 1/256): ${total.int8_ties}/${n} photos\n`);
 process.stderr.write(`target: same top-1 ≥ 97%: ${met.same_top1_at_least_97pct ? 'met' : 'NOT met'}; |int8 − float| ≤ 1.5 points: ${met.within_1_5_points ? 'met' : 'NOT met'}\n`);
 if (armnn) process.stderr.write(`Arm NN (CpuRef), fold 1's int8 model: ${'error' in armnn ? armnn.error : `same top-1 as our reader on ${armnn.same_top1}/${armnn.k} test photos, max abs diff of probabilities ${armnn.max_abs_prob_diff} (median photo ${armnn.median_photo_max_abs_prob_diff})`}\n`);
 process.stderr.write(`load average (1, 5, 15 min) before: ${loadBefore.join(' ')}; after: ${loadAfter.join(' ')}; ${os.cpus().length} cores\n`);

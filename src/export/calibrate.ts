@@ -43,7 +43,6 @@ export async function calibrateInt8(graph: Graph, files: string[], spec: InputSp
   }
   const softmaxInputs = new Set(graph.nodes.flatMap((n) => (n.op === 'activation' && n.activation === 'softmax' ? [n.x] : [])));
   const ranges = new Map<string, ValueRange>();
-  const mode = process.env.INT8_RANGES ?? 'mse';
-  for (const [value, h] of histograms) ranges.set(value, softmaxInputs.has(value) || mode === 'minmax' ? [h.min, h.max] : mseRange(h));
+  for (const [value, h] of histograms) ranges.set(value, softmaxInputs.has(value) ? [h.min, h.max] : mseRange(h));
   return { activations: activationParams(graph, ranges, inputRange), io: 'uint8' };
 }

@@ -149,7 +149,7 @@ export function quantizeSymmetric(data: Float32Array, channels: number): { q: In
     let m = 0;
     for (let i = from; i < to; i++) m = Math.max(m, Math.abs(data[i]!));
     let s = m > 0 ? m / 127 : 1;
-    if (m > 0 && process.env.INT8_WEIGHTS !== 'max') {
+    if (m > 0) {
       let best = Infinity;
       for (const clip of WEIGHT_CLIPS) {
         const e = roundingError(data, from, to, (clip * m) / 127);
