@@ -1,13 +1,10 @@
 /**
  * --quantize int8: the float graph run on ONNX Runtime with every value as an output, over
- * a sample of training images, gives each value's histogram and from it a range of least
- * squared error (./calibrate_range.ts); ./../graph/quantize.ts turns the ranges into
- * TFLite's int8 parameters. The logits feeding a softmax keep their full min..max: clipping
- * them could change which class wins.
+ * a sample of training images, gives each value's range; ./../graph/quantize.ts turns the
+ * ranges into TFLite's int8 parameters.
  */
 import { activationParams, type ValueRange } from '../graph/quantize.js';
 import type { Graph } from '../graph/ir.js';
-import { ValueHistogram, mseRange } from './calibrate_range.js';
 import type { TfliteQuantization } from '../graph/to_tflite.js';
 import { toOnnxWithValues } from '../graph/to_onnx.js';
 import { plainImageBatches } from '../image/batches.js';
@@ -23,7 +20,7 @@ export async function calibrateInt8(graph: Graph, files: string[], spec: InputSp
   // Through the one loader, so a missing engine is the usual one line with its restore command.
   const ort = await loadOnnxRuntime();
   const session = await ort.InferenceSession.create(encodeModel(model), { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
-  const histograms = new Map<string, ValueHistogram>();
+  const ranges = new Map<string, ValueRange>();
   const images = plainImageBatches(spec);
   try {
     for (const file of files) {
@@ -32,17 +29,21 @@ export async function calibrateInt8(graph: Graph, files: string[], spec: InputSp
       x.dispose();
       const result = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', data, [1, spec.height, spec.width, 3]) }, outputs);
       for (const [value, onnx] of onnxNames) {
-        let h = histograms.get(value);
-        if (!h) histograms.set(value, (h = new ValueHistogram()));
-        h.add(result[onnx]!.data as Float32Array);
+        const t = result[onnx]!;
+        const d = t.data as Float32Array;
+        let lo = Infinity;
+        let hi = -Infinity;
+        for (const v of d) {
+          if (v < lo) lo = v;
+          if (v > hi) hi = v;
+        }
+        const r = ranges.get(value);
+        ranges.set(value, r ? [Math.min(r[0], lo), Math.max(r[1], hi)] : [lo, hi]);
       }
       for (const t of Object.values(result)) t.dispose();
     }
   } finally {
     await session.release();
   }
-  const softmaxInputs = new Set(graph.nodes.flatMap((n) => (n.op === 'activation' && n.activation === 'softmax' ? [n.x] : [])));
-  const ranges = new Map<string, ValueRange>();
-  for (const [value, h] of histograms) ranges.set(value, softmaxInputs.has(value) ? [h.min, h.max] : mseRange(h));
   return { activations: activationParams(graph, ranges, inputRange), io: 'uint8' };
 }

@@ -120,44 +120,17 @@ function float16Bytes(values: Float32Array): Uint8Array {
 
 const batch1 = (shape: number[]): number[] => shape.map((d, i) => (i === 0 && d < 0 ? 1 : d));
 
-/** Candidate clips of a weight channel, as fractions of its max |w|: 0.5, 0.51, …, 1. */
-const WEIGHT_CLIPS = Array.from({ length: 51 }, (_, i) => 1 - i / 100);
-
-/** Squared rounding error of `data[from..to)` stored as int8 with scale `s` (values beyond 127·s clip). */
-function roundingError(data: Float32Array, from: number, to: number, s: number): number {
-  let e = 0;
-  for (let i = from; i < to; i++) {
-    const v = data[i]!;
-    const d = v - s * Math.max(-127, Math.min(127, Math.round(v / s)));
-    e += d * d;
-  }
-  return e;
-}
-
-/**
- * Symmetric int8 of `data` split along axis 0 (`channels` slices; 1: per tensor), TFLite's
- * weight scheme. Each slice's scale is c·max|w|/127 with c in [0.5, 1] chosen for the least
- * squared rounding error: a few outlying weights would otherwise make the step coarse for
- * all the others (ties keep the larger c, so nothing is clipped without a gain).
- */
-export function quantizeSymmetric(data: Float32Array, channels: number): { q: Int8Array; scales: number[] } {
+/** Symmetric int8 of `data` split along axis 0 (`channels` slices; 1: per tensor), TFLite's weight scheme. */
+function quantizeSymmetric(data: Float32Array, channels: number): { q: Int8Array; scales: number[] } {
   const per = data.length / channels;
   const q = new Int8Array(data.length);
   const scales: number[] = [];
   for (let c = 0; c < channels; c++) {
-    const [from, to] = [c * per, (c + 1) * per];
     let m = 0;
-    for (let i = from; i < to; i++) m = Math.max(m, Math.abs(data[i]!));
-    let s = m > 0 ? m / 127 : 1;
-    if (m > 0) {
-      let best = Infinity;
-      for (const clip of WEIGHT_CLIPS) {
-        const e = roundingError(data, from, to, (clip * m) / 127);
-        if (e < best) [best, s] = [e, (clip * m) / 127];
-      }
-    }
+    for (let i = c * per; i < (c + 1) * per; i++) m = Math.max(m, Math.abs(data[i]!));
+    const s = m > 0 ? m / 127 : 1;
     scales.push(s);
-    for (let i = from; i < to; i++) q[i] = Math.max(-127, Math.min(127, Math.round(data[i]! / s)));
+    for (let i = c * per; i < (c + 1) * per; i++) q[i] = Math.max(-127, Math.min(127, Math.round(data[i]! / s)));
   }
   return { q, scales };
 }
