@@ -21,9 +21,10 @@ import { intArg } from '../src/cli/common.js';
 import { createImageLists } from '../src/dataset/index.js';
 import { silentLogger } from '../src/log.js';
 import { DEFAULT_MODULE, loadFeatureExtractor } from '../src/module/index.js';
-import { predictSet, trainHead } from '../src/train/index.js';
+import { predictSet } from '../src/train/index.js';
 import { assignFolds } from '../src/train/l2.js';
 import { SHARED } from '../test/helpers/fixtures.js';
+import { defaultHead, rowsOf } from './folds.js';
 
 const o = new Command('bench-flip-test')
   .option('--dir <dir>', 'folder of class subfolders', path.join(SHARED, 'datasets', 'flowers-dev'))
@@ -46,12 +47,6 @@ async function mirrored(dir: string): Promise<string> {
   }
   fs.writeFileSync(path.join(out, '.complete'), '');
   return out;
-}
-
-function rowsOf(set: LabeledSet, dim: number, rows: number[]): LabeledSet {
-  const x = new Float32Array(rows.length * dim);
-  rows.forEach((r, i) => x.set(set.x.subarray(r * dim, (r + 1) * dim), i * dim));
-  return { x, y: Int32Array.from(rows, (r) => set.y[r]!), files: rows.map((r) => set.files[r]!) };
 }
 
 function concat(a: LabeledSet, b: LabeledSet): LabeledSet {
@@ -98,7 +93,7 @@ for (const seed of seeds) {
     const validation = rowsOf(plain, dim, idx((i) => fold[i] !== f && inner[i] === 0));
     const testSets = [rowsOf(plain, dim, test), rowsOf(mirror, dim, test.map((i) => mirrorOf[i]!))] as const;
     for (const [h, training] of [rowsOf(plain, dim, train), concat(rowsOf(plain, dim, train), rowsOf(mirror, dim, train.map((i) => mirrorOf[i]!)))].entries()) {
-      const { head } = await trainHead(training, validation, classCount, dim, { steps: 4000, learningRate: 0.01, trainBatchSize: 100, validationBatchSize: 100, evalStepInterval: 10, seed, log: silentLogger });
+      const head = await defaultHead({ training, validation, testing: testSets[0], classCount, dim, seed });
       // batchSize -1: every row, in order.
       const [p, q] = testSets.map((s) => predictSet(head, s, dim, -1, seed).predictions.map((r) => r.probabilities));
       head.dispose();

@@ -1,0 +1,133 @@
+/**
+ * What the k-fold benches share (bench/accuracy.ts, bench/int8_agreement.ts): the image
+ * sets, the built-in module's bottlenecks through the project's own cache (one temp dir,
+ * reused between runs and benches), and the stratified folds: fold f is the test set, the
+ * other folds are split 8:1 into training and validation (retrain's 80/10/10).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import sharp from 'sharp';
+import { cacheBottlenecks } from '../src/bottleneck/index.js';
+import { labeledSet, type LabeledSet } from '../src/bottleneck/sets.js';
+import { createImageLists, type ImageLists } from '../src/dataset/index.js';
+import { silentLogger } from '../src/log.js';
+import { DEFAULT_MODULE, loadFeatureExtractor, type FeatureExtractor } from '../src/module/index.js';
+import { trainHead, type Head } from '../src/train/index.js';
+import { assignFolds } from '../src/train/l2.js';
+import { SHARED } from '../test/helpers/fixtures.js';
+
+/** Split of one fold, as each method receives it; `files` lets a method that needs the images (fine-tuning, exports) find them. */
+export interface FoldSets {
+  training: LabeledSet;
+  validation: LabeledSet;
+  testing: LabeledSet;
+  classCount: number;
+  dim: number;
+  seed: number;
+}
+
+/** One cache for every k-fold bench: the same module and images give the same bottlenecks. */
+export const BENCH_BOTTLENECK_DIR = path.join(os.tmpdir(), 'retrain-bench-accuracy-bottlenecks');
+
+export const FASHION = '/usr/share/datasets/fashion-mnist';
+const FASHION_CLASSES = ['t-shirt_top', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'ankle_boot'];
+
+export const haveFashion = (): boolean => fs.existsSync(path.join(FASHION, 'train-images-idx3-ubyte.gz'));
+
+/** The first `count` Fashion-MNIST training images as 28x28 PNGs in class folders (a temp dir, reused). */
+export async function fashionFolder(count: number): Promise<string> {
+  const images = path.join(FASHION, 'train-images-idx3-ubyte.gz');
+  if (!fs.existsSync(images)) throw new Error(`${images} is missing: apt-get install dataset-fashion-mnist`);
+  const dir = path.join(os.tmpdir(), `retrain-bench-fashion-${count}`);
+  const done = path.join(dir, '.complete');
+  if (fs.existsSync(done)) return dir;
+  const px = zlib.gunzipSync(fs.readFileSync(images));
+  const labels = zlib.gunzipSync(fs.readFileSync(path.join(FASHION, 'train-labels-idx1-ubyte.gz')));
+  // idx: 16-byte header then 28x28 bytes per image; labels: 8-byte header then one byte each.
+  for (const c of FASHION_CLASSES) fs.mkdirSync(path.join(dir, c), { recursive: true });
+  for (let i = 0; i < count; i++) {
+    const raw = px.subarray(16 + i * 784, 16 + (i + 1) * 784);
+    const file = path.join(dir, FASHION_CLASSES[labels[8 + i]!]!, `${i}.png`);
+    // Temp name, then rename: a killed run never leaves half a PNG behind.
+    await sharp(raw, { raw: { width: 28, height: 28, channels: 1 } }).png().toFile(`${file}.tmp`);
+    fs.renameSync(`${file}.tmp`, file);
+  }
+  fs.writeFileSync(`${done}.tmp`, '');
+  fs.renameSync(`${done}.tmp`, done);
+  return dir;
+}
+
+/** flowers = ../shared/datasets/flowers-dev; fashion = the first `fashionCount` Fashion-MNIST images; else a folder. */
+export async function setFolder(name: string, fashionCount: number): Promise<string> {
+  if (name === 'flowers') return path.join(SHARED, 'datasets', 'flowers-dev');
+  if (name === 'fashion') return fashionFolder(fashionCount);
+  return name;
+}
+
+export function rowsOf(set: LabeledSet, dim: number, rows: number[]): LabeledSet {
+  const x = new Float32Array(rows.length * dim);
+  rows.forEach((r, i) => x.set(set.x.subarray(r * dim, (r + 1) * dim), i * dim));
+  return { x, y: Int32Array.from(rows, (r) => set.y[r]!), files: rows.map((r) => set.files[r]!) };
+}
+
+export interface KFold {
+  lists: ImageLists;
+  /** Every image with a bottleneck, in one set. */
+  all: LabeledSet;
+  classCount: number;
+  dim: number;
+  /** Seconds spent on bottlenecks (0 when all were cached). */
+  bottleneckS: number;
+  /** The built-in module, when asked to keep it (exports need it); the caller disposes it. */
+  extractor?: FeatureExtractor;
+  fold(f: number): FoldSets;
+}
+
+/** Bottlenecks of every image in `dir` and its `folds` stratified folds from `seed`. */
+export async function kFold(dir: string, folds: number, seed: number, opts: { keepExtractor?: boolean } = {}): Promise<KFold> {
+  // Every image in one pool: the folds make the splits.
+  const lists = await createImageLists(dir, { testingPercentage: 0, validationPercentage: 0 }, silentLogger);
+  const extractor = await loadFeatureExtractor({ spec: DEFAULT_MODULE, cacheDir: '', log: silentLogger });
+  const t0 = performance.now();
+  const b = await cacheBottlenecks(lists, extractor, { bottleneckDir: BENCH_BOTTLENECK_DIR, log: silentLogger });
+  const bottleneckS = (performance.now() - t0) / 1000;
+  if (!opts.keepExtractor) extractor.dispose();
+  const all = labeledSet(lists, b, 'training');
+  const classCount = lists.classes.length;
+  const dim = b.size;
+  const test = assignFolds(all.y, classCount, folds, seed, 'bench_test_folds');
+  const inner = assignFolds(all.y, classCount, 9, seed, 'bench_validation_folds');
+  const rows = (keep: (i: number) => boolean) => rowsOf(all, dim, [...all.y.keys()].filter(keep));
+  return {
+    lists,
+    all,
+    classCount,
+    dim,
+    bottleneckS,
+    extractor: opts.keepExtractor ? extractor : undefined,
+    fold: (f) => ({
+      testing: rows((i) => test[i] === f),
+      validation: rows((i) => test[i] !== f && inner[i] === 0),
+      training: rows((i) => test[i] !== f && inner[i] !== 0),
+      classCount,
+      dim,
+      seed,
+    }),
+  };
+}
+
+/** The head `retrain` trains with its default flags (retrain.py's SGD defaults), on one fold. */
+export async function defaultHead(s: FoldSets): Promise<Head> {
+  const { head } = await trainHead(s.training, s.validation, s.classCount, s.dim, {
+    steps: 4000,
+    learningRate: 0.01,
+    trainBatchSize: 100,
+    validationBatchSize: 100,
+    evalStepInterval: 10,
+    seed: s.seed,
+    log: silentLogger,
+  });
+  return head;
+}
