@@ -30,16 +30,12 @@ import { DEFAULT_MODULE } from '../src/module/index.js';
 import { predictSet } from '../src/train/index.js';
 import { denseProbabilities, trainL2Head } from '../src/train/l2.js';
 import { round } from './anchor.js';
-import { BENCH_BOTTLENECK_DIR, defaultHead, kFold, rowsOf, setFolder, type FoldSets } from './folds.js';
+import { BENCH_BOTTLENECK_DIR, defaultHead, kFold, kFoldOptions, rowsOf, setFolder, type FoldSets, type KFoldOptions } from './folds.js';
 
-const cmd = new Command('bench-accuracy')
-  .option('--set <name>', 'flowers, fashion, or a folder of class subfolders', 'flowers')
-  .option('--folds <k>', 'test folds (every image tested once)', intArg('--folds'), 10)
-  .option('--fashion_count <n>', 'images of Fashion-MNIST to use (the first n of its training file)', intArg('--fashion_count'), 3000)
-  .option('--seed <n>', 'seed of the folds and the heads', intArg('--seed'), 0)
+const o = kFoldOptions(new Command('bench-accuracy'), { folds: 10, fashionCount: 3000 })
   .option('--fine_tune_layers <n>', 'also fine-tune the top n layers after the default head, as retrain does with every other flag at its default (0: skip)', intArg('--fine_tune_layers'), 4)
-  .parse();
-const o = cmd.opts<{ set: string; folds: number; fashion_count: number; seed: number; fine_tune_layers: number }>();
+  .parse()
+  .opts<KFoldOptions & { fine_tune_layers: number }>();
 
 export type { FoldSets };
 

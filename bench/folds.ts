@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
+import type { Command } from 'commander';
 import sharp from 'sharp';
 import { cacheBottlenecks } from '../src/bottleneck/index.js';
 import { labeledSet, type LabeledSet } from '../src/bottleneck/sets.js';
@@ -15,6 +16,7 @@ import { createImageLists, type ImageLists } from '../src/dataset/index.js';
 import { silentLogger } from '../src/log.js';
 import { DEFAULT_MODULE, loadFeatureExtractor, type FeatureExtractor } from '../src/module/index.js';
 import { trainHead, type Head } from '../src/train/index.js';
+import { intArg } from '../src/cli/common.js';
 import { assignFolds } from '../src/train/l2.js';
 import { SHARED } from '../test/helpers/fixtures.js';
 
@@ -130,4 +132,21 @@ export async function defaultHead(s: FoldSets): Promise<Head> {
     log: silentLogger,
   });
   return head;
+}
+
+/** The options every k-fold bench takes: --set, --folds, --seed, --fashion_count. */
+export interface KFoldOptions {
+  set: string;
+  folds: number;
+  seed: number;
+  fashion_count: number;
+}
+
+/** Adds the k-fold benches' common options to `cmd`, with this bench's defaults. */
+export function kFoldOptions(cmd: Command, defaults: { folds: number; fashionCount: number }): Command {
+  return cmd
+    .option('--set <name>', 'flowers, fashion (Debian dataset-fashion-mnist), or a folder of class subfolders', 'flowers')
+    .option('--folds <k>', 'test folds (every image tested once)', intArg('--folds'), defaults.folds)
+    .option('--seed <n>', 'seed of the folds and of the heads (as retrain --seed)', intArg('--seed'), 0)
+    .option('--fashion_count <n>', 'images of Fashion-MNIST to use (the first n of its training file)', intArg('--fashion_count'), defaults.fashionCount);
 }

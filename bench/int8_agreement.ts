@@ -29,18 +29,14 @@ import { decodeImage, toModuleInput } from '../src/image/index.js';
 import { silentLogger } from '../src/log.js';
 import { DEFAULT_MODULE } from '../src/module/index.js';
 import { round } from './anchor.js';
-import { defaultHead, haveFashion, kFold, setFolder } from './folds.js';
+import { defaultHead, haveFashion, kFold, kFoldOptions, setFolder, type KFoldOptions } from './folds.js';
 import { ARMNN_SCRIPT } from '../test/helpers/armnn.js';
 import { SYSTEM_PYTHON } from '../test/helpers/flatc.js';
 
-const o = new Command('bench-int8-agreement')
-  .option('--set <name>', 'flowers, fashion (Debian dataset-fashion-mnist), or a folder of class subfolders', 'flowers')
-  .option('--folds <k>', 'test folds (every image tested once)', intArg('--folds'), 5)
-  .option('--seed <n>', 'seed of the folds (and of the heads, as retrain --seed)', intArg('--seed'), 0)
-  .option('--fashion_count <n>', 'images of Fashion-MNIST to use (the first n of its training file)', intArg('--fashion_count'), 600)
+const o = kFoldOptions(new Command('bench-int8-agreement'), { folds: 5, fashionCount: 600 })
   .option('--armnn <k>', "also run fold 1's int8 model on k test photos under Arm NN", intArg('--armnn'), 0)
   .parse()
-  .opts<{ set: string; folds: number; seed: number; fashion_count: number; armnn: number }>();
+  .opts<KFoldOptions & { armnn: number }>();
 
 interface FoldResult {
   fold: number;
