@@ -23,7 +23,7 @@ import { intArg } from '../src/cli/common.js';
 import { activationExtractor } from '../src/finetune/activations.js';
 import { GraphTop, fineTune, splitModule, topBottlenecks, type GraphSplit } from '../src/finetune/index.js';
 import { FINE_TUNE_PATIENCE } from '../src/finetune/stage.js';
-import { defaultRetrainOptions, fineTuneRate } from '../src/flags/retrain.js';
+import { defaultRetrainOptions } from '../src/flags/retrain.js';
 import type { Graph } from '../src/graph/ir.js';
 import { silentLogger } from '../src/log.js';
 import { DEFAULT_MODULE } from '../src/module/index.js';
@@ -78,11 +78,11 @@ function fineTuning(layers: number, graph: Graph, split: GraphSplit, acts: Label
       try {
         await fineTune(top, head, pick(s.training), pick(s.validation), {
           epochs: d.fineTuneEpochs,
-          learningRate: fineTuneRate(d),
+          learningRate: d.fineTuneLearningRate,
           batchSize: d.fineTuneBatchSize,
           patience: FINE_TUNE_PATIENCE,
           seed: s.seed,
-          optimizer: d.optimizer,
+          optimizer: d.fineTuneOptimizer,
           log: silentLogger,
         });
         const { predictions } = predictSet(head, await topBottlenecks(top, pick(s.testing)), s.dim, -1, s.seed);

@@ -1,5 +1,5 @@
 /**
- * `node dist/bench/finetune_accuracy.js [--folds 5] [--lr 0.001,0.01] [--epochs 4] [--batch 32] [--layers 4] [--dir <set>]`
+ * `node dist/bench/finetune_accuracy.js [--folds 5] [--lr 0.0001,0.0003] [--optimizer adam] [--epochs 3] [--batch 32] [--layers 4] [--dir <set>]`
  *
  * Test accuracy of the head alone (retrain's default head: SGD, 4,000 steps, rate 0.01,
  * batch 100) against the head followed by fine-tuning the module's top layers on cached
@@ -28,9 +28,9 @@ import { SHARED } from '../test/helpers/fixtures.js';
 const cmd = new Command('bench-finetune-accuracy')
   .option('--dir <dir>', 'folder of class subfolders', path.join(SHARED, 'datasets', 'flowers-dev'))
   .option('--folds <k>', 'test folds', intArg('--folds'), 5)
-  .option('--lr <list>', 'fine-tuning learning rates (comma-separated)', '0.001')
-  .option('--optimizer <name>', 'sgd, momentum or adam', 'sgd')
-  .option('--epochs <n>', 'fine-tuning epochs at most', intArg('--epochs'), 4)
+  .option('--lr <list>', 'fine-tuning learning rates (comma-separated)', '0.0001')
+  .option('--optimizer <name>', 'sgd, momentum or adam', 'adam')
+  .option('--epochs <n>', 'fine-tuning epochs at most', intArg('--epochs'), 3)
   .option('--batch <n>', 'fine-tuning batch', intArg('--batch'), 32)
   .option('--layers <n>', '--fine_tune_layers', intArg('--layers'), 4)
   .option('--seed <n>', 'seed of the folds and the heads', intArg('--seed'), 0)

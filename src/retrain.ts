@@ -19,7 +19,7 @@ import { checkTfliteExport, isTflitePath } from './export/tflite.js';
 import { checkTensorFlowExport } from './export/tf.js';
 import { splitModule } from './finetune/index.js';
 import { fineTuneActivations, fineTuneStage, type FineTunePrep } from './finetune/stage.js';
-import { RETRAIN_FLAGS, fineTuneRate, validateRetrainOptions, type RetrainOptions } from './flags/retrain.js';
+import { RETRAIN_FLAGS, validateRetrainOptions, type RetrainOptions } from './flags/retrain.js';
 import { describeFlags } from './flags/table.js';
 import type { Logger } from './log.js';
 import { loadModule, moduleSection, type FeatureExtractor } from './module/index.js';
@@ -82,7 +82,7 @@ async function retrainSteps(o: RetrainOptions, log: Logger, run: RunRecord): Pro
     await refuseUnsupportedRequests(extractor, o);
     // Fine-tuning's activations first: the missing bottlenecks then come from them through the top, so the bottom runs once per image.
     if (o.fineTuneLayers > 0 && !o.bottlenecksOnly && !o.checkDataset) {
-      prep = await run.time('fine_tune_activations', () => fineTuneActivations(extractor, lists, { ...o, fineTuneLearningRate: fineTuneRate(o) }, log));
+      prep = await run.time('fine_tune_activations', () => fineTuneActivations(extractor, lists, o, log));
     }
     const { bottlenecks, section } = await run.time('bottlenecks', () => cacheAllBottlenecks(lists, extractor, o, log, prep?.derive));
     run.note({ bottlenecks: section });
@@ -123,7 +123,7 @@ async function trainAndExport(
   run.note({ training });
   try {
     const tuned = prep
-      ? await run.time('fine_tuning', () => fineTuneStage(extractor, head, lists, prep, { ...o, fineTuneLearningRate: fineTuneRate(o) }, log))
+      ? await run.time('fine_tuning', () => fineTuneStage(extractor, head, lists, prep, o, log))
       : undefined;
     if (tuned) run.note({ fine_tune: tuned.summary });
     const testing = tuned?.testing ?? sets.testing;

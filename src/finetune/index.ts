@@ -61,7 +61,7 @@ export interface FineTuneOptions {
   steps?: number;
   learningRate: number;
   batchSize: number;
-  /** Epochs without a better validation accuracy before stopping. */
+  /** Epochs in a row below the best validation accuracy before stopping. */
   patience: number;
   seed: number;
   optimizer: OptimizerName;
@@ -183,11 +183,12 @@ export async function fineTune(top: GraphTop, head: Head, training: LabeledSet, 
       const pct = acc === null ? 'n/a' : `${(acc * 100).toFixed(1)}%`;
       log.info(`Fine-tune epoch ${epoch} (step ${step}): Cross entropy = ${cost.toFixed(6)}, Validation accuracy = ${pct} (N=${validation.y.length})`);
       // Without a validation set every epoch counts as better: the last weights are kept.
-      if (acc === null || acc > best.acc) {
+      // A tie goes to the later epoch: validation cannot tell them apart, and the later one has learned from more steps (docs/benchmarks.md).
+      if (acc === null || acc >= best.acc) {
         best = { acc: acc ?? -1, epoch, top: top.values(), head: await head.values() };
         sinceBest = 0;
       } else if (++sinceBest >= o.patience && o.steps === undefined && epoch < epochs) {
-        log.info(`Fine-tuning: no better validation accuracy for ${o.patience} epoch${o.patience === 1 ? '' : 's'}; stopping early`);
+        log.info(`Fine-tuning: validation accuracy below the best for ${o.patience} epoch${o.patience === 1 ? '' : 's'}; stopping early`);
         break;
       }
     }

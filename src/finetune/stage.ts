@@ -18,7 +18,7 @@ import { withFineTunedOnnx, withFineTunedWeights } from './weights.js';
 /** Cached distorted variants per image when --distortion_variants is 0 (fresh ones would run the bottom at every step). */
 const FRESH_DISTORTION_VARIANTS = 10;
 
-/** Epochs without a better validation accuracy before fine-tuning stops. */
+/** Epochs in a row below the best validation accuracy before fine-tuning stops. */
 export const FINE_TUNE_PATIENCE = 2;
 
 /** What the fine-tuning step reads of the run's options (the flags of the same names). */
@@ -26,10 +26,9 @@ export interface FineTuneStageOptions extends DistortionStepOptions {
   fineTuneLayers: number;
   fineTuneEpochs: number;
   fineTuneSteps?: number;
-  /** Resolved: --fine_tune_learning_rate, or its default. */
   fineTuneLearningRate: number;
+  fineTuneOptimizer: OptimizerName;
   fineTuneBatchSize: number;
-  optimizer: OptimizerName;
   labelSmoothing: number;
   classWeighting: ClassWeighting;
 }
@@ -43,6 +42,7 @@ export interface FineTuneSummary {
   epochs: number;
   steps: number;
   best_epoch: number;
+  optimizer: OptimizerName;
   learning_rate: number;
   batch_size: number;
   activations: { computed: number; cached: number };
@@ -130,7 +130,7 @@ export async function fineTuneStage(
   const parameters = [...top.variables.values()].reduce((s, v) => s + v.size, 0);
   log.info(
     `Fine-tuning the top ${o.fineTuneLayers} layers of the module (${split.layers[0]} … ${split.layers[split.layers.length - 1]}, ${parameters} values) with the head: ` +
-      `${o.fineTuneSteps !== undefined ? `${o.fineTuneSteps} steps` : `up to ${o.fineTuneEpochs} epochs`} of ${o.fineTuneBatchSize} at learning rate ${o.fineTuneLearningRate}`,
+      `${o.fineTuneSteps !== undefined ? `${o.fineTuneSteps} steps` : `up to ${o.fineTuneEpochs} epochs`} of ${o.fineTuneBatchSize} with ${o.fineTuneOptimizer} at learning rate ${o.fineTuneLearningRate}`,
   );
   const r = await fineTune(top, head, training, sets.validation, {
     epochs: o.fineTuneEpochs,
@@ -139,7 +139,7 @@ export async function fineTuneStage(
     batchSize: o.fineTuneBatchSize,
     patience: FINE_TUNE_PATIENCE,
     seed: o.seed,
-    optimizer: o.optimizer,
+    optimizer: o.fineTuneOptimizer,
     labelSmoothing: o.labelSmoothing,
     classWeighting: o.classWeighting,
     signal: o.signal,
@@ -165,6 +165,7 @@ export async function fineTuneStage(
       epochs: r.history.length,
       steps: r.steps,
       best_epoch: r.bestEpoch,
+      optimizer: o.fineTuneOptimizer,
       learning_rate: o.fineTuneLearningRate,
       batch_size: o.fineTuneBatchSize,
       activations: { computed: acts.computed, cached: acts.cached },

@@ -97,7 +97,7 @@ export const RETRAIN_FLAGS = {
   seed: int({ group: G.training, default: 0, help: 'random seed: the same seed gives the same results' }),
   head: choice(HEADS, { group: G.training, default: 'sgd', help: "the head: sgd (retrain.py's training loop), l2 (softmax with L2 regularisation solved to convergence, its strength chosen on validation), or l2_standardized (the same on standardised bottlenecks)" }),
   headC: float({ group: G.training, arg: '<C>', check: (v) => (v > 0 ? undefined : 'must be a number above 0'), help: 'with --head l2 or l2_standardized: the inverse regularisation strength C (default: chosen on the validation set, or by k-fold on the training set when it is small)' }),
-  optimizer: choice(OPTIMIZERS, { group: G.training, default: 'sgd', help: 'optimizer of the head (and of fine-tuning)' }),
+  optimizer: choice(OPTIMIZERS, { group: G.training, default: 'sgd', help: 'optimizer of the head' }),
   hiddenUnits: int({ group: G.training, default: 0, check: (v) => zeroOrMore('no hidden layer')(v) ?? (v > MAX_HIDDEN_UNITS ? `is too large: give at most ${MAX_HIDDEN_UNITS}` : undefined), help: 'add a ReLU hidden layer of n units before final_result (0: none)' }),
   dropout: float({ group: G.training, arg: '<rate>', default: 0, check: fraction, help: "dropout rate on the head's inputs while training" }),
   labelSmoothing: float({ group: G.training, default: 0, check: fraction, help: 'label smoothing of the cross entropy (0: none)' }),
@@ -116,7 +116,8 @@ export const RETRAIN_FLAGS = {
   fineTuneLayers: int({ group: G.fineTuning, default: 0, check: zeroOrMore('off'), help: 'after training the head, unfreeze the top n layers (with weights) of the module and train them with the head on cached activations (0: off)' }),
   fineTuneEpochs: int({ group: G.fineTuning, default: 3, check: above0, help: 'fine-tuning epochs at most (stops early when validation accuracy stops improving; the best epoch is kept)' }),
   fineTuneSteps: int({ group: G.fineTuning, check: above0, help: 'fine-tuning steps instead of --fine_tune_epochs (no early stopping)' }),
-  fineTuneLearningRate: float({ group: G.fineTuning, check: positiveRate, help: 'fine-tuning learning rate (default: --learning_rate)' }),
+  fineTuneOptimizer: choice(OPTIMIZERS, { group: G.fineTuning, default: 'adam', help: 'optimizer of fine-tuning (the top layers and the head)' }),
+  fineTuneLearningRate: float({ group: G.fineTuning, default: 0.0001, check: positiveRate, help: 'fine-tuning learning rate' }),
   fineTuneBatchSize: int({ group: G.fineTuning, default: 32, check: batchOf(MAX_IMAGE_BATCH), help: 'cached activations per fine-tuning step' }),
 
   // Outputs
@@ -203,6 +204,3 @@ export function defaultRetrainOptions(): RetrainOptions {
 export function validateRetrainOptions(o: RetrainOptions): RetrainOptions {
   return validateOptions(RETRAIN_FLAGS, o, RETRAIN_RULES);
 }
-
-/** --fine_tune_learning_rate, or --learning_rate when unset (a tenth of it left the top unchanged on flowers-dev: docs/benchmarks.md). */
-export const fineTuneRate = (o: Pick<RetrainOptions, 'fineTuneLearningRate' | 'learningRate'>): number => o.fineTuneLearningRate ?? o.learningRate;
