@@ -15,16 +15,11 @@ import path from 'node:path';
 import { Command } from 'commander';
 import sharp from 'sharp';
 import { initBackend } from '../src/backend.js';
-import { cacheBottlenecks } from '../src/bottleneck/index.js';
-import { labeledSet, type LabeledSet } from '../src/bottleneck/sets.js';
+import type { LabeledSet } from '../src/bottleneck/sets.js';
 import { intArg } from '../src/cli/common.js';
-import { createImageLists } from '../src/dataset/index.js';
-import { silentLogger } from '../src/log.js';
-import { DEFAULT_MODULE, loadFeatureExtractor } from '../src/module/index.js';
 import { predictSet } from '../src/train/index.js';
-import { assignFolds } from '../src/train/l2.js';
 import { SHARED } from '../test/helpers/fixtures.js';
-import { defaultHead, rowsOf } from './folds.js';
+import { defaultHead, foldsOf, rowsOf, setBottlenecks } from './folds.js';
 
 const o = new Command('bench-flip-test')
   .option('--dir <dir>', 'folder of class subfolders', path.join(SHARED, 'datasets', 'flowers-dev'))
@@ -63,43 +58,32 @@ const argmax = (p: ArrayLike<number>) => {
 };
 
 await initBackend('auto');
-const extractor = await loadFeatureExtractor({ spec: DEFAULT_MODULE, cacheDir: '', log: silentLogger });
-const cache = path.join(os.tmpdir(), 'retrain-bench-flip-bottlenecks');
-const sets = [];
-for (const dir of [o.dir, await mirrored(o.dir)]) {
-  const lists = await createImageLists(dir, { testingPercentage: 0, validationPercentage: 0 }, silentLogger);
-  sets.push(labeledSet(lists, await cacheBottlenecks(lists, extractor, { bottleneckDir: cache, log: silentLogger }), 'training'));
-}
-extractor.dispose();
-const [plain, mirror] = sets as [LabeledSet, LabeledSet];
+const plain = await setBottlenecks(o.dir);
+const mirror = await setBottlenecks(await mirrored(o.dir));
+const { classCount, dim } = plain;
+const n = plain.all.y.length;
 const rel = (f: string) => path.basename(path.dirname(f)) + '/' + path.basename(f);
-const mirrorRow = new Map(mirror.files.map((f, i) => [rel(f), i]));
-const mirrorOf = plain.files.map((f) => mirrorRow.get(rel(f))!);
-const dim = plain.x.length / plain.y.length;
-const classCount = Math.max(...plain.y) + 1;
-const n = plain.y.length;
+const mirrorRow = new Map(mirror.all.files.map((f, i) => [rel(f), i]));
+/** The same rows, mirrored. */
+const mirrorOf = (set: LabeledSet) => rowsOf(mirror.all, dim, set.files.map((f) => mirrorRow.get(rel(f))!));
 const variants = ['head, test as is (default)', 'head, test averaged with mirror', 'head + mirrored training rows, test as is', 'head + mirrored training rows, test averaged'];
 const load = [os.loadavg()[0]!];
 const total = variants.map(() => 0);
 const seeds = o.seeds.split(',').map(Number);
 for (const seed of seeds) {
-  const fold = assignFolds(plain.y, classCount, o.folds, seed, 'bench_test_folds');
-  const inner = assignFolds(plain.y, classCount, 9, seed, 'bench_validation_folds');
+  const fold = foldsOf(plain, o.folds, seed);
   const right = variants.map(() => 0);
   for (let f = 0; f < o.folds; f++) {
-    const idx = (keep: (i: number) => boolean) => [...plain.y.keys()].filter(keep);
-    const test = idx((i) => fold[i] === f);
-    const train = idx((i) => fold[i] !== f && inner[i] !== 0);
-    const validation = rowsOf(plain, dim, idx((i) => fold[i] !== f && inner[i] === 0));
-    const testSets = [rowsOf(plain, dim, test), rowsOf(mirror, dim, test.map((i) => mirrorOf[i]!))] as const;
-    for (const [h, training] of [rowsOf(plain, dim, train), concat(rowsOf(plain, dim, train), rowsOf(mirror, dim, train.map((i) => mirrorOf[i]!)))].entries()) {
-      const head = await defaultHead({ training, validation, testing: testSets[0], classCount, dim, seed });
+    const s = fold(f);
+    const testSets = [s.testing, mirrorOf(s.testing)] as const;
+    for (const [h, training] of [s.training, concat(s.training, mirrorOf(s.training))].entries()) {
+      const head = await defaultHead({ ...s, training });
       // batchSize -1: every row, in order.
-      const [p, q] = testSets.map((s) => predictSet(head, s, dim, -1, seed).predictions.map((r) => r.probabilities));
+      const [p, q] = testSets.map((t) => predictSet(head, t, dim, -1, seed).predictions.map((r) => r.probabilities));
       head.dispose();
-      test.forEach((i, r) => {
-        if (argmax(p![r]!) === plain.y[i]) right[2 * h]!++;
-        if (argmax(p![r]!.map((v, k) => v + q![r]![k]!)) === plain.y[i]) right[2 * h + 1]!++;
+      s.testing.y.forEach((y, r) => {
+        if (argmax(p![r]!) === y) right[2 * h]!++;
+        if (argmax(p![r]!.map((v, k) => v + q![r]![k]!)) === y) right[2 * h + 1]!++;
       });
     }
   }

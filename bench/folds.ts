@@ -74,9 +74,9 @@ export function rowsOf(set: LabeledSet, dim: number, rows: number[]): LabeledSet
   return { x, y: Int32Array.from(rows, (r) => set.y[r]!), files: rows.map((r) => set.files[r]!) };
 }
 
-export interface KFold {
+/** Every image of a set with its bottleneck, in one pool: the folds make the splits. */
+export interface BenchSet {
   lists: ImageLists;
-  /** Every image with a bottleneck, in one set. */
   all: LabeledSet;
   classCount: number;
   dim: number;
@@ -84,40 +84,43 @@ export interface KFold {
   bottleneckS: number;
   /** The built-in module, when asked to keep it (exports need it); the caller disposes it. */
   extractor?: FeatureExtractor;
+}
+
+export interface KFold extends BenchSet {
   fold(f: number): FoldSets;
 }
 
-/** Bottlenecks of every image in `dir` and its `folds` stratified folds from `seed`. */
-export async function kFold(dir: string, folds: number, seed: number, opts: { keepExtractor?: boolean } = {}): Promise<KFold> {
-  // Every image in one pool: the folds make the splits.
+/** The built-in module's bottleneck of every image in `dir`, through the shared cache. */
+export async function setBottlenecks(dir: string, opts: { keepExtractor?: boolean } = {}): Promise<BenchSet> {
   const lists = await createImageLists(dir, { testingPercentage: 0, validationPercentage: 0 }, silentLogger);
   const extractor = await loadFeatureExtractor({ spec: DEFAULT_MODULE, cacheDir: '', log: silentLogger });
   const t0 = performance.now();
   const b = await cacheBottlenecks(lists, extractor, { bottleneckDir: BENCH_BOTTLENECK_DIR, log: silentLogger });
   const bottleneckS = (performance.now() - t0) / 1000;
   if (!opts.keepExtractor) extractor.dispose();
-  const all = labeledSet(lists, b, 'training');
-  const classCount = lists.classes.length;
-  const dim = b.size;
+  return { lists, all: labeledSet(lists, b, 'training'), classCount: lists.classes.length, dim: b.size, bottleneckS, extractor: opts.keepExtractor ? extractor : undefined };
+}
+
+/** The `folds` stratified folds of a set from `seed`: fold f's test rows, and the rest split 8:1. */
+export function foldsOf(set: BenchSet, folds: number, seed: number): (f: number) => FoldSets {
+  const { all, classCount, dim } = set;
   const test = assignFolds(all.y, classCount, folds, seed, 'bench_test_folds');
   const inner = assignFolds(all.y, classCount, 9, seed, 'bench_validation_folds');
   const rows = (keep: (i: number) => boolean) => rowsOf(all, dim, [...all.y.keys()].filter(keep));
-  return {
-    lists,
-    all,
+  return (f) => ({
+    testing: rows((i) => test[i] === f),
+    validation: rows((i) => test[i] !== f && inner[i] === 0),
+    training: rows((i) => test[i] !== f && inner[i] !== 0),
     classCount,
     dim,
-    bottleneckS,
-    extractor: opts.keepExtractor ? extractor : undefined,
-    fold: (f) => ({
-      testing: rows((i) => test[i] === f),
-      validation: rows((i) => test[i] !== f && inner[i] === 0),
-      training: rows((i) => test[i] !== f && inner[i] !== 0),
-      classCount,
-      dim,
-      seed,
-    }),
-  };
+    seed,
+  });
+}
+
+/** Bottlenecks of every image in `dir` and its `folds` stratified folds from `seed`. */
+export async function kFold(dir: string, folds: number, seed: number, opts: { keepExtractor?: boolean } = {}): Promise<KFold> {
+  const set = await setBottlenecks(dir, opts);
+  return { ...set, fold: foldsOf(set, folds, seed) };
 }
 
 /** The head `retrain` trains with its default flags (retrain.py's SGD defaults), on one fold. */

@@ -17,7 +17,6 @@ import { checkOutputPaths } from './export/outputs.js';
 import { checkOnnxExport, isOnnxPath } from './export/onnx.js';
 import { checkTfliteExport, isTflitePath } from './export/tflite.js';
 import { checkTensorFlowExport } from './export/tf.js';
-import { splitModule } from './finetune/index.js';
 import { fineTuneActivations, fineTuneStage, type FineTunePrep } from './finetune/stage.js';
 import { RETRAIN_FLAGS, validateRetrainOptions, type RetrainOptions } from './flags/retrain.js';
 import { describeFlags } from './flags/table.js';
@@ -80,7 +79,8 @@ async function retrainSteps(o: RetrainOptions, log: Logger, run: RunRecord): Pro
   let prep: FineTunePrep | undefined;
   try {
     await refuseUnsupportedRequests(extractor, o);
-    // Fine-tuning's activations first: the missing bottlenecks then come from them through the top, so the bottom runs once per image.
+    // Fine-tuning's activations first: the missing bottlenecks then come from them through the top, so the bottom runs once
+    // per image; and an .onnx module's graph is read here, so an op the reader lacks is named before any image is read.
     if (o.fineTuneLayers > 0 && !o.bottlenecksOnly && !o.checkDataset) {
       prep = await run.time('fine_tune_activations', () => fineTuneActivations(extractor, lists, o, log));
     }
@@ -149,8 +149,6 @@ async function trainAndExport(
 /** Refuses what cannot be done (fine-tuning, a TensorFlow export) before any time goes into bottlenecks. */
 async function refuseUnsupportedRequests(extractor: FeatureExtractor, o: RetrainOptions): Promise<void> {
   if (extractor.kind === 'onnx') refuseForOnnxModule(extractor.info.spec, o);
-  // An .onnx module's graph is read now, so an op the reader lacks is named before any bottleneck.
-  if (extractor.kind === 'onnx' && o.fineTuneLayers > 0 && !o.bottlenecksOnly && !o.checkDataset) await splitModule(extractor, o.fineTuneLayers);
   checkTensorFlowExport(extractor.info, o);
   checkOnnxExport(extractor, o);
   if (!o.bottlenecksOnly && !o.checkDataset) await checkTfliteExport(extractor, o);

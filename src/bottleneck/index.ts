@@ -178,7 +178,9 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
   if (result.cached > 0) log.info(`${result.cached} bottleneck files found in the cache ${opts.bottleneckDir}`);
   if (todo.length === 0) return result;
 
-  const derived = opts.derive ? todo.filter((job) => opts.derive!.has(job.ref.file)) : [];
+  const derived: Job[] = [];
+  const rest: Job[] = [];
+  for (const job of todo) (opts.derive?.has(job.ref.file) ? derived : rest).push(job);
   log.info(`Creating ${todo.length} bottleneck files in ${opts.bottleneckDir}${derived.length ? ` (${derived.length} ${opts.derive!.source})` : ''}`);
   const writes = pLimit(16);
   const pendingWrites: Promise<void>[] = [];
@@ -201,7 +203,6 @@ export async function cacheBottlenecks(lists: ImageLists, extractor: FeatureExtr
     const values = await opts.derive!.compute(batch.map((job) => job.ref.file));
     batch.forEach((job, j) => computed(job, values[j]!));
   }
-  const rest = derived.length ? todo.filter((job) => !opts.derive!.has(job.ref.file)) : todo;
   if (derived.length) result.engine = opts.derive!.engine;
   if (rest.length && !shouldStop()) {
     const { workers, engine } = await computeBottlenecks(

@@ -70,41 +70,62 @@ export function randomProjection(unit: Float32Array, n: number, dim: number, dim
   return normalizeRows(x, n, dims);
 }
 
-/** Every pair i < j of unit rows with cosine >= threshold, block by block. */
-async function blockSearch(unit: Float32Array, n: number, dim: number, threshold: number, opts: PairSearchOptions): Promise<SimilarPair[]> {
-  const rows = opts.blockRows ?? 2048;
-  const cols = opts.blockColumns ?? 2048;
-  const pairs: SimilarPair[] = [];
-  const all = tf.tensor2d(unit, [n, dim]);
-  // Transposed once: on wasm a product with transposeB is several times slower.
+/** One block of cosines: rows i..i+h against columns j..j+w, row-major in `v`. */
+interface ProductBlock {
+  i: number;
+  h: number;
+  j: number;
+  w: number;
+  v: Float32Array;
+}
+
+/**
+ * The products of row blocks of `x` (n x dim) with column blocks of its transpose;
+ * `firstColumn(i)` lets a caller skip the lower triangle. After each row block it
+ * yields to the event loop and stops once `signal` is aborted (Ctrl-C).
+ */
+async function* productBlocks(x: Float32Array, n: number, dim: number, rows: number, cols: number, firstColumn: (i: number) => number, signal?: AbortSignal): AsyncGenerator<ProductBlock> {
+  const all = tf.tensor2d(x, [n, dim]);
+  // Transposed once: on wasm a product with transposeB is several times slower (measured 0.8 s against 0.1 s at 600 x 1280).
   const allT = tf.transpose(all);
   try {
     for (let i = 0; i < n; i += rows) {
-      const a = all.slice([i, 0], [Math.min(rows, n - i), dim]);
-      // Only columns from this block on: the upper triangle.
-      for (let j = i; j < n; j += cols) {
-        const w = Math.min(cols, n - j);
-        const s = tf.tidy(() => tf.matMul(a, allT.slice([0, j], [dim, w])));
-        const v = (await s.data()) as Float32Array;
-        s.dispose();
-        const h = a.shape[0];
-        for (let r = 0; r < h; r++) {
-          const base = r * w;
-          for (let c = Math.max(0, i + r + 1 - j); c < w; c++) {
-            const cos = v[base + c]!;
-            if (cos >= threshold) pairs.push({ a: i + r, b: j + c, cosine: Math.min(1, cos) });
-          }
+      const h = Math.min(rows, n - i);
+      const a = all.slice([i, 0], [h, dim]);
+      try {
+        for (let j = firstColumn(i); j < n; j += cols) {
+          const w = Math.min(cols, n - j);
+          const s = tf.tidy(() => tf.matMul(a, allT.slice([0, j], [dim, w])));
+          const v = (await s.data()) as Float32Array;
+          s.dispose();
+          yield { i, h, j, w, v };
         }
-        if (pairs.length > MAX_PAIRS) {
-          throw new UsageError(`--near_duplicate_threshold ${threshold} links over ${MAX_PAIRS} pairs of images: raise it (near duplicates are above 0.9)`);
-        }
+      } finally {
+        a.dispose();
       }
-      a.dispose();
       await yieldToEventLoop();
-      throwIfInterrupted(opts.signal, 'interrupted during the dataset check: nothing was trained');
+      throwIfInterrupted(signal, 'interrupted during the dataset check: nothing was trained');
     }
   } finally {
     tf.dispose([all, allT]);
+  }
+}
+
+/** Every pair i < j of unit rows with cosine >= threshold, block by block. */
+async function blockSearch(unit: Float32Array, n: number, dim: number, threshold: number, opts: PairSearchOptions): Promise<SimilarPair[]> {
+  const pairs: SimilarPair[] = [];
+  // Only columns from the row block on: the upper triangle.
+  for await (const { i, h, j, w, v } of productBlocks(unit, n, dim, opts.blockRows ?? 2048, opts.blockColumns ?? 2048, (i) => i, opts.signal)) {
+    for (let r = 0; r < h; r++) {
+      const base = r * w;
+      for (let c = Math.max(0, i + r + 1 - j); c < w; c++) {
+        const cos = v[base + c]!;
+        if (cos >= threshold) pairs.push({ a: i + r, b: j + c, cosine: Math.min(1, cos) });
+      }
+    }
+    if (pairs.length > MAX_PAIRS) {
+      throw new UsageError(`--near_duplicate_threshold ${threshold} links over ${MAX_PAIRS} pairs of images: raise it (near duplicates are above 0.9)`);
+    }
   }
   return pairs;
 }
@@ -191,46 +212,32 @@ export async function nearestNeighbours(unit: Float32Array, n: number, dim: numb
   const group = opts.group;
   const out = new Int32Array(n * k).fill(-1);
   if (k <= 0 || n < 2) return out;
-  const rows = opts.blockRows ?? 256;
-  const all = tf.tensor2d(search, [n, sdim]);
-  // Transposed once: on wasm a product with transposeB is several times slower (measured 0.8 s against 0.1 s at 600 x 1280).
-  const allT = tf.transpose(all);
   const candIdx = new Int32Array(m);
   const candCos = new Float32Array(m);
-  try {
-    for (let i = 0; i < n; i += rows) {
-      const h = Math.min(rows, n - i);
-      const s = tf.tidy(() => tf.matMul(all.slice([i, 0], [h, sdim]), allT));
-      const v = (await s.data()) as Float32Array;
-      s.dispose();
-      for (let r = 0; r < h; r++) {
-        const row = i + r;
-        const g = group ? group[row]! : -1;
-        // Insertion into the m best so far, closest first.
-        let filled = 0;
-        for (let j = 0; j < n; j++) {
-          if (j === row || (g >= 0 && group![j] === g)) continue;
-          const c = v[r * n + j]!;
-          if (filled === m && c <= candCos[m - 1]!) continue;
-          let p = filled < m ? filled++ : m - 1;
-          while (p > 0 && candCos[p - 1]! < c) {
-            candCos[p] = candCos[p - 1]!;
-            candIdx[p] = candIdx[p - 1]!;
-            p--;
-          }
-          candCos[p] = c;
-          candIdx[p] = j;
+  // Every column at once: a row's candidates come from one block of products.
+  for await (const { i, h, v } of productBlocks(search, n, sdim, opts.blockRows ?? 256, n, () => 0, opts.signal)) {
+    for (let r = 0; r < h; r++) {
+      const row = i + r;
+      const g = group ? group[row]! : -1;
+      // Insertion into the m best so far, closest first.
+      let filled = 0;
+      for (let j = 0; j < n; j++) {
+        if (j === row || (g >= 0 && group![j] === g)) continue;
+        const c = v[r * n + j]!;
+        if (filled === m && c <= candCos[m - 1]!) continue;
+        let p = filled < m ? filled++ : m - 1;
+        while (p > 0 && candCos[p - 1]! < c) {
+          candCos[p] = candCos[p - 1]!;
+          candIdx[p] = candIdx[p - 1]!;
+          p--;
         }
-        let best = Array.from(candIdx.subarray(0, filled));
-        if (shortlist) best = best.map((j) => ({ j, c: dot(unit, dim, row, j) })).sort((a, b) => b.c - a.c || a.j - b.j).map((e) => e.j);
-        out.set(best.slice(0, k), row * k);
+        candCos[p] = c;
+        candIdx[p] = j;
       }
-      await yieldToEventLoop();
-      throwIfInterrupted(opts.signal, 'interrupted during the dataset check: nothing was trained');
+      let best = Array.from(candIdx.subarray(0, filled));
+      if (shortlist) best = best.map((j) => ({ j, c: dot(unit, dim, row, j) })).sort((a, b) => b.c - a.c || a.j - b.j).map((e) => e.j);
+      out.set(best.slice(0, k), row * k);
     }
-  } finally {
-    all.dispose();
-    allT.dispose();
   }
   return out;
 }
