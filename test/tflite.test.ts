@@ -14,10 +14,12 @@ import { fromTfjsGraph } from '../src/graph/from_tfjs_graph.js';
 import { fromTflite } from '../src/graph/from_tflite.js';
 import { withHead } from '../src/graph/head.js';
 import type { Graph } from '../src/graph/ir.js';
-import { toOnnx } from '../src/graph/to_onnx.js';
+import { toOnnx, toOnnxWithValues } from '../src/graph/to_onnx.js';
 import { toTflite } from '../src/graph/to_tflite.js';
 import type { FeatureExtractor } from '../src/module/index.js';
+import { plainImageBatches } from '../src/image/batches.js';
 import { encodeModel } from '../src/module/onnx/builder.js';
+import { loadOnnxRuntime } from '../src/module/onnx/runtime.js';
 import { maxAbsDiff } from '../src/module/onnx/probe.js';
 import { createOnnxSession } from '../src/module/onnx/session.js';
 import { readModelFiles } from '../src/module/io.js';
@@ -120,7 +122,7 @@ test('int8: uint8 input and output, int8 weights, ops at TFLite\'s int8 versions
   const d = module.nodes.find((n) => n.name === module.output)!.shape.at(-1)!;
   const graph = foldForInference(withHead(module, randomHead(d, 11)));
   const spec = { height: H, width: W, mean: 0, std: 255 };
-  const int8 = await calibrateInt8(graph, files, spec, [0, 1]);
+  const { quantization: int8 } = await calibrateInt8(graph, files, spec, [0, 1]);
   const bytes = toTflite(graph, { weights: 'int8', int8 });
   const m = Model.getRootAsModel(new flatbuffers.ByteBuffer(bytes));
   const sg = m.subgraphs(0)!;
@@ -145,6 +147,54 @@ test('int8: uint8 input and output, int8 weights, ops at TFLite\'s int8 versions
     // An integer runtime's fixed-point rescaling may land a step or two away.
     assert.ok(maxAbsDiff(arm, quant) <= 3 / 256 + 1e-6, `Arm NN differs from the fake-quant run by ${maxAbsDiff(arm, quant)}`);
   }
+  model.dispose();
+});
+
+test('int8 bias correction: head weights that all round one way shift the int8 logits; the mean shift on the calibration images is taken off the final bias', async () => {
+  const root = tempDir();
+  const imgDir = await makeImageDir(path.join(root, 'images'), { perClass: 6, width: W + 5, height: H + 3 });
+  const files = fs.readdirSync(imgDir).flatMap((c) => fs.readdirSync(path.join(imgDir, c)).map((f) => path.join(imgDir, c, f)));
+  // 64 equal features (exact in int8), then a head whose int8 weights (per tensor, step 1/127) round
+  // 0.49 of a step down for even classes and up for odd ones: a shift no per-image noise averages out.
+  const input = tf.input({ shape: [H, W, 3] });
+  const conv = tf.layers.conv2d({ filters: 64, kernelSize: 1, useBias: false, kernelInitializer: 'ones' }).apply(input) as tf.SymbolicTensor;
+  const model = tf.model({ inputs: input, outputs: tf.layers.globalAveragePooling2d({}).apply(conv) as tf.SymbolicTensor });
+  const weights = Float32Array.from({ length: 64 * CLASSES }, (_, k) => (k === 0 ? 1 : (10 + ((k % CLASSES) % 2 ? -0.49 : 0.49)) / 127));
+  const graph = foldForInference(withHead(fromLayersModel(model, { height: H, width: W }), { weights, biases: new Float32Array(CLASSES) }));
+  const spec = { height: H, width: W, mean: 0, std: 255 };
+  const { quantization, logitShift } = await calibrateInt8(graph, files, spec, [0, 1]);
+  assert.deepEqual([...quantization.weights!.keys()], ['final_training_ops/Wx_plus_b/biases']);
+  const logits = 'final_training_ops/Wx_plus_b';
+  const step = quantization.activations.get(logits)!.scale;
+  // Mean (int8 − float) logits over the calibration images, the int8 model read back as label-image reads it.
+  const ort = await loadOnnxRuntime();
+  const session = async (g: Graph, value: string) => {
+    const { model: m, onnxNames } = toOnnxWithValues(g, { outputName: 'final_result' });
+    const name = onnxNames.get(value)!;
+    m.graph!.output!.push({ name, type: { tensorType: { elemType: 1 } } });
+    return { s: await ort.InferenceSession.create(encodeModel(m)), name };
+  };
+  const meanShift = async (int8: Graph): Promise<number[]> => {
+    const [f, q] = [await session(graph, logits), await session(int8, `${logits}/quantized`)];
+    const images = plainImageBatches(spec);
+    const sum = new Array<number>(CLASSES).fill(0);
+    for (const file of files) {
+      const t = await images([file], 0);
+      const x = new ort.Tensor('float32', t.dataSync() as Float32Array, [1, H, W, 3]);
+      t.dispose();
+      const a = (await f.s.run({ [f.s.inputNames[0]!]: x }))[f.name]!.data as Float32Array;
+      const b = (await q.s.run({ [q.s.inputNames[0]!]: x }))[q.name]!.data as Float32Array;
+      for (let c = 0; c < CLASSES; c++) sum[c]! += (b[c]! - a[c]!) / files.length;
+    }
+    return sum;
+  };
+  const { weights: _, ...uncorrected } = quantization;
+  const before = await meanShift(fromTflite(toTflite(graph, { weights: 'int8', int8: uncorrected })));
+  const after = await meanShift(fromTflite(toTflite(graph, { weights: 'int8', int8: quantization })));
+  assert.ok(maxAbsDiff(Float32Array.from(before), Float32Array.from(logitShift)) < 1e-4, `measured ${before}, reported ${logitShift}`);
+  // Down for even classes, up for odd, by more than a logits step.
+  assert.ok(before[2]! < -step && before[1]! > step && before[3]! > step, `before correction ${before}, a logits step ${step}`);
+  assert.ok(Math.max(...after.map(Math.abs)) < step / 2, `after correction ${after}, a logits step ${step}`);
   model.dispose();
 });
 

@@ -100,7 +100,9 @@ function calibrationOf(ex: FeatureExtractor, training: LabeledSet, log: Logger):
     const files = calibrationSample(training.files);
     log.info(`Calibrating int8 activation ranges on ${files.length} training images`);
     const { calibrateInt8 } = await import('./calibrate.js');
-    return calibrateInt8(graph, files, ex.inputSpec, ex.info.inputRange);
+    const { quantization, logitShift } = await calibrateInt8(graph, files, ex.inputSpec, ex.info.inputRange);
+    if (logitShift.length) log.info(`Bias correction: the int8 logits' mean shift on those images (${logitShift.map((v) => v.toFixed(3)).join(', ')}) is taken off the final layer's bias`);
+    return quantization;
   };
 }
 

@@ -43,7 +43,7 @@ import {
 } from '../export/tflite/generated/schema_generated.js';
 import { setFloat16 } from '@petamoriken/float16';
 import { UnsupportedOpsError } from './errors.js';
-import type { Activation, Graph, Node, Padding } from './ir.js';
+import type { Activation, Graph, Node, Padding, Weight } from './ir.js';
 import { transposeArray } from './tensor.js';
 
 /** Per-value int8 parameters: real = (q - zeroPoint) * scale. */
@@ -57,6 +57,8 @@ export interface TfliteQuantization {
   activations: Map<string, QuantParams>;
   /** Type of the model's input and output tensors. */
   io: 'uint8' | 'int8';
+  /** Float weights that replace the graph's before they are quantized (bias correction, ../export/calibrate.ts). */
+  weights?: Map<string, Weight>;
 }
 
 export interface TfliteWriteOptions {
@@ -285,7 +287,7 @@ function paddingOf(p: Padding, name: string): FbPadding {
 export function toTflite(graph: Graph, opts: TfliteWriteOptions = {}): Uint8Array {
   const w = new Writer(graph, opts);
   const weight = (name: string) => {
-    const v = graph.weights.get(name);
+    const v = w.int8?.weights?.get(name) ?? graph.weights.get(name);
     if (!v) throw new Error(`weight ${name} is missing`);
     return v;
   };
