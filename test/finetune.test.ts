@@ -10,7 +10,7 @@ import { createImageLists } from '../src/dataset/index.js';
 import { exportAccuracy } from '../src/export/evaluate.js';
 import type { Graph, Node } from '../src/graph/ir.js';
 import { activationExtractor } from '../src/finetune/activations.js';
-import { GraphTop, fineTune, splitModule, topBottlenecks, type GraphSplit } from '../src/finetune/index.js';
+import { GraphTop, fineTune, keepsEpoch, splitModule, topBottlenecks, type GraphSplit } from '../src/finetune/index.js';
 import { plainImageBatches } from '../src/image/batches.js';
 import { MemoryLogger } from '../src/log.js';
 import { createOnnxSession } from '../src/module/onnx/session.js';
@@ -276,4 +276,17 @@ test('retrain --fine_tune_layers on a layers module: the export carries the fine
   const files: string[] = s.test.predictions.map((p: { file: string }) => p.file);
   const y = Int32Array.from(s.test.predictions, (p: { true_label: string }) => CLASSES.indexOf(p.true_label));
   assert.ok(Math.abs((await exportAccuracy(out, files, y)) - s.test.accuracy) < 1e-6);
+});
+
+test('early stopping keeps a later epoch unless its validation accuracy is more than half a standard error below the best', () => {
+  // 54 validation photos (retrain's 10% of 600), best 46: one photo fewer is noise, two are not.
+  assert.equal(keepsEpoch(46 / 54, 46 / 54, 54), true);
+  assert.equal(keepsEpoch(45 / 54, 46 / 54, 54), true);
+  assert.equal(keepsEpoch(44 / 54, 46 / 54, 54), false);
+  // 367 photos (flower_photos' 10%), best 85%: half a standard error is 0.93 points, 3 photos.
+  assert.equal(keepsEpoch(0.85 - 3 / 367, 0.85, 367), true);
+  assert.equal(keepsEpoch(0.85 - 4 / 367, 0.85, 367), false);
+  // All right so far: only a tie is kept.
+  assert.equal(keepsEpoch(1, 1, 54), true);
+  assert.equal(keepsEpoch(53 / 54, 1, 54), false);
 });

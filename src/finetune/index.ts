@@ -61,7 +61,7 @@ export interface FineTuneOptions {
   steps?: number;
   learningRate: number;
   batchSize: number;
-  /** Epochs in a row below the best validation accuracy before stopping. */
+  /** Epochs in a row more than half a standard error below the best validation accuracy before stopping. */
   patience: number;
   seed: number;
   optimizer: OptimizerName;
@@ -126,6 +126,17 @@ async function accuracy(top: GraphTop, head: Head, set: LabeledSet): Promise<num
   return n / set.y.length;
 }
 
+/**
+ * Whether fine-tuning keeps an epoch whose validation accuracy is `acc` (on `n` photos),
+ * the best seen so far being `highest`: unless it is more than half a standard error
+ * below. retrain's validation sets are small (54 of 600 photos, where that is one photo):
+ * a smaller gap is noise, and the later epoch has learned from more steps
+ * (docs/benchmarks.md, "Fine-tuning: a later epoch unless clearly worse").
+ */
+export function keepsEpoch(acc: number, highest: number, n: number): boolean {
+  return acc >= highest - 0.5 * Math.sqrt((highest * (1 - highest)) / n);
+}
+
 /** A seeded permutation of 0..n-1 (Fisher–Yates). */
 function permutation(n: number, seed: number, epoch: number): number[] {
   const rng = seedrandom(`${seed}:fine_tune:${epoch}`);
@@ -156,6 +167,7 @@ export async function fineTune(top: GraphTop, head: Head, training: LabeledSet, 
   const history: FineTuneEpoch[] = [];
   const before = await accuracy(top, head, validation);
   let best = { acc: before ?? -1, epoch: 0, top: top.values(), head: await head.values() };
+  let highest = best.acc;
   let sinceBest = 0;
   let step = 0;
   const checkpoint = async () => {
@@ -183,14 +195,14 @@ export async function fineTune(top: GraphTop, head: Head, training: LabeledSet, 
       const pct = acc === null ? 'n/a' : `${(acc * 100).toFixed(1)}%`;
       log.info(`Fine-tune epoch ${epoch} (step ${step}): Cross entropy = ${cost.toFixed(6)}, Validation accuracy = ${pct} (N=${validation.y.length})`);
       // Without a validation set every epoch counts as better: the last weights are kept.
-      // A tie goes to the later epoch: validation cannot tell them apart, and the later one has learned from more steps (docs/benchmarks.md).
-      if (acc === null || acc >= best.acc) {
+      if (acc === null || keepsEpoch(acc, highest, validation.y.length)) {
         best = { acc: acc ?? -1, epoch, top: top.values(), head: await head.values() };
         sinceBest = 0;
       } else if (++sinceBest >= o.patience && o.steps === undefined && epoch < epochs) {
-        log.info(`Fine-tuning: validation accuracy below the best for ${o.patience} epoch${o.patience === 1 ? '' : 's'}; stopping early`);
+        log.info(`Fine-tuning: validation accuracy more than half a standard error below the best for ${o.patience} epoch${o.patience === 1 ? '' : 's'}; stopping early`);
         break;
       }
+      if (acc !== null) highest = Math.max(highest, acc);
     }
   } finally {
     optimizer.dispose();
