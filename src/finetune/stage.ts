@@ -146,7 +146,7 @@ export async function fineTuneStage(
     log,
   });
   const pct = (v: number | null) => (v === null ? 'n/a' : `${(v * 100).toFixed(1)}%`);
-  log.info(`Fine-tuning: validation accuracy ${pct(r.validationBefore)} before, ${pct(r.validationAfter)} after (N=${sets.validation.y.length}; weights of epoch ${r.bestEpoch} kept)`);
+  log.info(`Fine-tuning: validation accuracy ${pct(r.validationBefore)} before, ${pct(r.validationAfter)} after (N=${sets.validation.y.length}; weights of epoch ${r.bestEpoch} kept${sets.validation.y.length ? ', the latest within half a standard error of the best' : ''})`);
   const testing = await topBottlenecks(top, sets.testing);
   const tuned =
     ex.kind === 'graph' || ex.kind === 'layers'
