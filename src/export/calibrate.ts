@@ -29,7 +29,7 @@ export interface Int8Calibration {
 
 type Ort = Awaited<ReturnType<typeof loadOnnxRuntime>>;
 
-/** A session over `graph` that returns the named values (graph names) for one image. */
+/** A session over `graph` that returns the named values (ONNX names) for one image; the arrays are ONNX Runtime's, so copy what you keep. */
 async function valueSession(ort: Ort, graph: Graph, values: (onnxNames: Map<string, string>) => string[]) {
   const { model, onnxNames } = toOnnxWithValues(graph, { outputName: 'calibration_output' });
   const outputs = [...new Set(values(onnxNames))];
@@ -40,12 +40,7 @@ async function valueSession(ort: Ort, graph: Graph, values: (onnxNames: Map<stri
     onnxNames,
     run: async (x: Float32Array, shape: number[]) => {
       const result = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', x, shape) }, outputs);
-      const out = new Map<string, Float32Array>();
-      for (const [name, t] of Object.entries(result)) {
-        out.set(name, Float32Array.from(t.data as Float32Array));
-        t.dispose();
-      }
-      return out;
+      return new Map(Object.entries(result).map(([name, t]) => [name, t.data as Float32Array]));
     },
     release: () => session.release(),
   };
@@ -88,7 +83,7 @@ export async function calibrateInt8(graph: Graph, files: string[], spec: InputSp
         const r = ranges.get(value);
         ranges.set(value, r ? [Math.min(r[0], lo), Math.max(r[1], hi)] : [lo, hi]);
       }
-      if (head) floatLogits.push(result.get(float.onnxNames.get(head.name)!)!);
+      if (head) floatLogits.push(Float32Array.from(result.get(float.onnxNames.get(head.name)!)!));
     }
   } finally {
     await float.release();
