@@ -30,7 +30,7 @@ import { DEFAULT_MODULE } from '../src/module/index.js';
 import { predictSet } from '../src/train/index.js';
 import { denseProbabilities, trainL2Head } from '../src/train/l2.js';
 import { round } from './anchor.js';
-import { BENCH_BOTTLENECK_DIR, defaultHead, kFold, kFoldOptions, rowsOf, setFolder, type FoldSets, type KFoldOptions } from './folds.js';
+import { argmax, BENCH_BOTTLENECK_DIR, defaultHead, kFold, kFoldOptions, rowsOf, setFolder, type FoldSets, type KFoldOptions } from './folds.js';
 
 const o = kFoldOptions(new Command('bench-accuracy'), { folds: 10, fashionCount: 3000 })
   .option('--fine_tune_layers <n>', 'also fine-tune the top n layers after the default head, as retrain does with every other flag at its default (0: skip)', intArg('--fine_tune_layers'), 4)
@@ -45,12 +45,7 @@ export interface Method {
   run(s: FoldSets): Promise<Int32Array>;
 }
 
-const argmaxRows = (p: Float64Array | Float32Array, n: number, k: number) =>
-  Int32Array.from({ length: n }, (_, i) => {
-    let best = 0;
-    for (let c = 1; c < k; c++) if (p[i * k + c]! > p[i * k + best]!) best = c;
-    return best;
-  });
+const argmaxRows = (p: Float64Array | Float32Array, n: number, k: number) => Int32Array.from({ length: n }, (_, i) => argmax(p.subarray(i * k, (i + 1) * k)));
 
 const l2 = (standardize: boolean): Method => ({
   name: standardize ? 'l2_standardized' : 'l2',

@@ -24,6 +24,8 @@ import { silentLogger } from '../src/log.js';
 import { DEFAULT_MODULE, loadFeatureExtractor } from '../src/module/index.js';
 import { predictSet, trainHead } from '../src/train/index.js';
 import { SHARED } from '../test/helpers/fixtures.js';
+import { FINE_TUNE_PATIENCE } from '../src/finetune/stage.js';
+import { rowsOf } from './folds.js';
 
 const cmd = new Command('bench-finetune-accuracy')
   .option('--dir <dir>', 'folder of class subfolders', path.join(SHARED, 'datasets', 'flowers-dev'))
@@ -36,12 +38,6 @@ const cmd = new Command('bench-finetune-accuracy')
   .option('--seed <n>', 'seed of the folds and the heads', intArg('--seed'), 0)
   .parse();
 const opts = cmd.opts<{ dir: string; folds: number; lr: string; optimizer: 'sgd' | 'momentum' | 'adam'; epochs: number; batch: number; layers: number; seed: number }>();
-
-function rows(set: LabeledSet, idx: number[], size: number): LabeledSet {
-  const x = new Float32Array(idx.length * size);
-  idx.forEach((r, i) => x.set(set.x.subarray(r * size, (r + 1) * size), i * size));
-  return { x, y: Int32Array.from(idx, (r) => set.y[r]!), files: idx.map((r) => set.files[r]!) };
-}
 
 async function main(): Promise<void> {
   const backend = await initBackend('auto');
@@ -79,17 +75,17 @@ async function main(): Promise<void> {
     trainImages += train.length;
     const size = ex.info.bottleneckSize;
     const asize = acts.x.length / n;
-    const head0 = await trainHead(rows(feats, train, size), rows(feats, val, size), classes, size, { steps: 4000, learningRate: 0.01, trainBatchSize: 100, validationBatchSize: 100, evalStepInterval: 4000, seed: opts.seed, log: silentLogger });
+    const head0 = await trainHead(rowsOf(feats, size, train), rowsOf(feats, size, val), classes, size, { steps: 4000, learningRate: 0.01, trainBatchSize: 100, validationBatchSize: 100, evalStepInterval: 4000, seed: opts.seed, log: silentLogger });
     const headValues = await head0.head.values();
-    headCorrect += Math.round(predictSet(head0.head, rows(feats, test, size), size, 100, opts.seed).metrics.accuracy * test.length);
+    headCorrect += Math.round(predictSet(head0.head, rowsOf(feats, size, test), size, 100, opts.seed).metrics.accuracy * test.length);
     for (const lr of rates) {
       const top = new GraphTop(graph, split);
       head0.head.assign(headValues);
       t0 = performance.now();
-      const r = await fineTune(top, head0.head, rows(acts, train, asize), rows(acts, val, asize), { epochs: opts.epochs, learningRate: lr, batchSize: opts.batch, patience: 2, seed: opts.seed, optimizer: opts.optimizer, log: silentLogger });
+      const r = await fineTune(top, head0.head, rowsOf(acts, asize, train), rowsOf(acts, asize, val), { epochs: opts.epochs, learningRate: lr, batchSize: opts.batch, patience: FINE_TUNE_PATIENCE, seed: opts.seed, optimizer: opts.optimizer, log: silentLogger });
       ftSeconds.set(lr, ftSeconds.get(lr)! + (performance.now() - t0) / 1000);
       ftEpochs.set(lr, ftEpochs.get(lr)! + r.history.length);
-      const tb = await topBottlenecks(top, rows(acts, test, asize));
+      const tb = await topBottlenecks(top, rowsOf(acts, asize, test));
       const acc = predictSet(head0.head, tb, size, 100, opts.seed).metrics.accuracy;
       ftCorrect.set(lr, ftCorrect.get(lr)! + Math.round(acc * test.length));
       console.error(`fold ${f}: test N=${test.length}, lr ${lr}: val ${r.validationBefore?.toFixed(3)} -> ${r.validationAfter?.toFixed(3)} (epoch ${r.bestEpoch} of ${r.history.length}), test ${acc.toFixed(3)}`);

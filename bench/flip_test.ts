@@ -19,7 +19,7 @@ import type { LabeledSet } from '../src/bottleneck/sets.js';
 import { intArg } from '../src/cli/common.js';
 import { predictSet } from '../src/train/index.js';
 import { SHARED } from '../test/helpers/fixtures.js';
-import { defaultHead, foldsOf, rowsOf, setBottlenecks } from './folds.js';
+import { argmax, defaultHead, foldsOf, rowsOf, setBottlenecks } from './folds.js';
 
 const o = new Command('bench-flip-test')
   .option('--dir <dir>', 'folder of class subfolders', path.join(SHARED, 'datasets', 'flowers-dev'))
@@ -50,12 +50,6 @@ function concat(a: LabeledSet, b: LabeledSet): LabeledSet {
   x.set(b.x, a.x.length);
   return { x, y: Int32Array.from([...a.y, ...b.y]), files: [...a.files, ...b.files] };
 }
-
-const argmax = (p: ArrayLike<number>) => {
-  let best = 0;
-  for (let k = 1; k < p.length; k++) if (p[k]! > p[best]!) best = k;
-  return best;
-};
 
 await initBackend('auto');
 const plain = await setBottlenecks(o.dir);

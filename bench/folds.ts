@@ -68,6 +68,13 @@ export async function setFolder(name: string, fashionCount: number): Promise<str
   return name;
 }
 
+/** Index of the largest value (the first of equal ones), as label-image ranks. */
+export function argmax(a: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
+  return best;
+}
+
 export function rowsOf(set: LabeledSet, dim: number, rows: number[]): LabeledSet {
   const x = new Float32Array(rows.length * dim);
   rows.forEach((r, i) => x.set(set.x.subarray(r * dim, (r + 1) * dim), i * dim));

@@ -29,7 +29,7 @@ import { decodeImage, toModuleInput } from '../src/image/index.js';
 import { silentLogger } from '../src/log.js';
 import { DEFAULT_MODULE } from '../src/module/index.js';
 import { round } from './anchor.js';
-import { defaultHead, haveFashion, kFold, kFoldOptions, setFolder, type KFoldOptions } from './folds.js';
+import { argmax, defaultHead, haveFashion, kFold, kFoldOptions, setFolder, type KFoldOptions } from './folds.js';
 import { ARMNN_SCRIPT } from '../test/helpers/armnn.js';
 import { SYSTEM_PYTHON } from '../test/helpers/flatc.js';
 
@@ -55,11 +55,6 @@ interface FoldResult {
   seconds_test: number;
 }
 
-const argmax = (a: ArrayLike<number>) => {
-  let best = 0;
-  for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
-  return best;
-};
 const pct = (a: number, n: number) => (n ? (100 * a) / n : NaN);
 const loadavg = () => os.loadavg().map((v) => round(v, 2));
 

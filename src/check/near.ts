@@ -204,14 +204,14 @@ const SHORTLIST = 5;
  * its group. Block by block, so memory is the rows plus one block of products.
  */
 export async function nearestNeighbours(unit: Float32Array, n: number, dim: number, k: number, opts: NeighbourOptions = {}): Promise<Int32Array> {
+  const out = new Int32Array(n * Math.max(k, 0)).fill(-1);
+  if (k <= 0 || n < 2) return out;
   const dims = opts.reducedDims ?? NEIGHBOUR_REDUCED_DIMS;
   const shortlist = n > (opts.exactUpTo ?? EXACT_NEIGHBOURS_UP_TO) && dims > 0 && dims < dim;
   const search = shortlist ? randomProjection(unit, n, dim, dims, opts.seed ?? 0) : unit;
   const sdim = shortlist ? dims : dim;
   const m = shortlist ? SHORTLIST * k : k;
   const group = opts.group;
-  const out = new Int32Array(n * k).fill(-1);
-  if (k <= 0 || n < 2) return out;
   const candIdx = new Int32Array(m);
   const candCos = new Float32Array(m);
   // Every column at once: a row's candidates come from one block of products.

@@ -99,10 +99,11 @@ export async function calibrateInt8(graph: Graph, files: string[], spec: InputSp
     return name;
   };
   const q = await valueSession(ort, int8, (names) => [readBack(names)]);
+  const logits = readBack(q.onnxNames);
   const shift = new Float64Array(head.shape[head.shape.length - 1]!);
   try {
     for (const [i, file] of files.entries()) {
-      const z = (await q.run(await pixels(file), shape)).get(readBack(q.onnxNames))!;
+      const z = (await q.run(await pixels(file), shape)).get(logits)!;
       for (let c = 0; c < shift.length; c++) shift[c]! += (z[c]! - floatLogits[i]![c]!) / files.length;
     }
   } finally {

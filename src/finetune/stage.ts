@@ -18,7 +18,7 @@ import { withFineTunedOnnx, withFineTunedWeights } from './weights.js';
 /** Cached distorted variants per image when --distortion_variants is 0 (fresh ones would run the bottom at every step). */
 const FRESH_DISTORTION_VARIANTS = 10;
 
-/** Epochs in a row below the best validation accuracy before fine-tuning stops. */
+/** Epochs in a row more than half a standard error below the best validation accuracy (keepsEpoch) before fine-tuning stops. */
 export const FINE_TUNE_PATIENCE = 2;
 
 /** What the fine-tuning step reads of the run's options (the flags of the same names). */
@@ -57,7 +57,8 @@ export interface FineTunePrep {
   split: GraphSplit;
   /** The frozen bottom, as an extractor of activations. */
   bottom: OnnxExtractor;
-  onOrt: boolean;
+  /** Workers that run the bottom: 0 without ONNX Runtime, where tfjs workers would load the whole module. */
+  numWorkers?: number;
   /** The top with the module's own weights (fine-tuning trains it in place). */
   top: GraphTop;
   acts: Bottlenecks;
@@ -80,9 +81,9 @@ export async function fineTuneActivations(ex: FeatureExtractor, lists: ImageList
     top.dispose();
     bottom.dispose();
   };
+  const numWorkers = onOrt ? o.numWorkers : 0;
   try {
-    // Without ONNX Runtime the bottom runs on the main thread: tfjs workers would load the whole module.
-    const acts = await cacheBottlenecks(lists, bottom, { bottleneckDir: o.bottleneckDir, batchSize: o.bottleneckBatchSize, strict: o.strict, numWorkers: onOrt ? o.numWorkers : 0, signal: o.signal, log });
+    const acts = await cacheBottlenecks(lists, bottom, { bottleneckDir: o.bottleneckDir, batchSize: o.bottleneckBatchSize, strict: o.strict, numWorkers, signal: o.signal, log });
     log.info(`Fine-tuning activations (${split.cut}, [${split.cutShape.join(', ')}] per image): ${acts.computed} computed, ${acts.cached} cached`);
     const size = split.cutShape.reduce((p, d) => p * d, 1);
     const derive: DerivedBottlenecks = {
@@ -97,7 +98,7 @@ export async function fineTuneActivations(ex: FeatureExtractor, lists: ImageList
         return files.map((_, i) => b.x.slice(i * d, (i + 1) * d));
       },
     };
-    return { graph, split, bottom, onOrt, top, acts, derive, dispose };
+    return { graph, split, bottom, numWorkers, top, acts, derive, dispose };
   } catch (err) {
     dispose();
     throw err;
@@ -118,8 +119,7 @@ export async function fineTuneStage(
   o: FineTuneStageOptions,
   log: Logger,
 ): Promise<{ extractor: FeatureExtractor; testing: LabeledSet; summary: FineTuneSummary }> {
-  const { graph, split, bottom, onOrt, top, acts } = prep;
-  const numWorkers = onOrt ? o.numWorkers : 0;
+  const { graph, split, bottom, numWorkers, top, acts } = prep;
   const sets: LabeledSets = labeledSets(lists, acts);
   let training = sets.training;
   if (distortionsOn(o)) {
